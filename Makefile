@@ -1,0 +1,56 @@
+# Two commands: `make run` and `make test`. Everything else here serves them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# make test talks to the real services at their local default addresses unless overridden.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/handoff
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/11
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/12
+
+.PHONY: run test install install-dev lock lint migrate seed clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Installs exactly what the lock says (hashes checked); re-runs only when the lock changes.
+$(VENV)/.installed-base: requirements/base.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/base.lock
+	touch $@
+
+$(VENV)/.installed-dev: requirements/dev.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+	touch $@ $(VENV)/.installed-base
+
+install: $(VENV)/.installed-base
+install-dev: $(VENV)/.installed-dev
+
+# Re-lock after editing pyproject.toml (needs uv: `pip install uv`).
+lock:
+	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/base.lock
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+seed: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: seed
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+	@echo ""
+	@echo "Handoff is starting on http://127.0.0.1:$(PORT)/  (inbox: /inbox/, API docs: /api/v1/docs)"
+	@echo ""
+	PORT=$(PORT) $(BIN)/honcho start -f Procfile.local
+
+test: install-dev
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+		$(BIN)/pytest -p no:cacheprovider -n 2 $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var/ staticfiles/

@@ -1,0 +1,59 @@
+"""Who sees and acts on what. Every view and query asks here; templates never decide.
+
+A reviewer works the queues of the teams they belong to; a manager of a team also gets the
+manager pages for that team's queues and agents; a superuser (admin) sees everything; a person
+in no team sees nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from accounts.models import Membership, Role
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.db.models import QuerySet
+
+
+def team_ids(user: AbstractBaseUser, *, role: str | None = None) -> list[int]:
+    if not user.is_authenticated or not user.is_active:
+        return []
+    memberships = Membership.objects.filter(user=user, team__is_active=True)
+    if role is not None:
+        memberships = memberships.filter(role=role)
+    return list(memberships.values_list("team_id", flat=True))
+
+
+def visible_queues(user: AbstractBaseUser) -> QuerySet:
+    """Queues whose cases this person may see and work."""
+    from escalation.models import Queue
+
+    queues = Queue.objects.filter(is_active=True)
+    if getattr(user, "is_superuser", False) and user.is_active:
+        return queues
+    return queues.filter(team_id__in=team_ids(user))
+
+
+def managed_queues(user: AbstractBaseUser) -> QuerySet:
+    """Queues whose manager pages (audit, SLA, statistics) this person may see."""
+    from escalation.models import Queue
+
+    queues = Queue.objects.filter(is_active=True)
+    if getattr(user, "is_superuser", False) and user.is_active:
+        return queues
+    return queues.filter(team_id__in=team_ids(user, role=Role.MANAGER))
+
+
+def is_manager(user: AbstractBaseUser) -> bool:
+    if getattr(user, "is_superuser", False) and user.is_active:
+        return True
+    return bool(team_ids(user, role=Role.MANAGER))
+
+
+def can_work_queue(user: AbstractBaseUser, queue_id: int) -> bool:
+    return visible_queues(user).filter(pk=queue_id).exists()
+
+
+def can_manage_queue(user: AbstractBaseUser, queue_id: int) -> bool:
+    return managed_queues(user).filter(pk=queue_id).exists()

@@ -1,0 +1,106 @@
+"""Follow-up work as database rows: enqueue inside the change's transaction, ring Celery after
+commit, run each item at most once at a time, re-drive what is left.
+
+A publish never fails the request that caused it: the broker gets a short connect timeout and
+no retries, and a failed send is simply left for the periodic re-drive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from escalation.models import OutboxItem
+
+log = logging.getLogger("handoff.outbox")
+
+ITEM_LEASE = timedelta(seconds=120)
+RETRY_DELAYS = (10, 30, 60, 300, 900)  # seconds; then every 15 minutes
+
+
+def _handlers() -> dict[str, Callable[[OutboxItem], None]]:
+    # Imported late: the handlers live in modules that themselves enqueue outbox work.
+    from escalation import notifications, transitions
+
+    return {
+        "route": lambda item: transitions.route(case_id=item.escalation_id),
+        "notify_urgent": lambda item: notifications.email_urgent_case(item.escalation_id),
+    }
+
+
+def enqueue(kind: str, *, case=None, payload: dict | None = None) -> OutboxItem:
+    """Record work in the current transaction and ring the doorbell once it commits."""
+    if kind not in _handlers():
+        raise ValueError(f"unknown outbox kind {kind!r}")
+    item = OutboxItem.objects.create(kind=kind, escalation=case, payload=payload or {})
+    transaction.on_commit(lambda: send(item.pk))
+    return item
+
+
+def send(item_id: int) -> bool:
+    """Hand one item to Celery; False (logged, never raised) when the broker is unreachable."""
+    from escalation.tasks import run_outbox_item
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        run_outbox_item.apply(args=[item_id])
+        return True
+    try:
+        run_outbox_item.apply_async(args=[item_id], retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker failure is left to the re-drive
+        log.warning("outbox item %s not sent (%s); the re-drive will retry", item_id, exc)
+        return False
+    return True
+
+
+def perform(item_id: int, *, now: datetime | None = None) -> str:
+    """Run one item if it still needs running. Returns 'done', 'skipped' or 'failed'.
+
+    The conditional UPDATE takes the item's lease, so two deliveries of the same id (the
+    after-commit send and a re-drive) never run it at once; handlers are idempotent besides.
+    """
+    now = now or timezone.now()
+    taken = OutboxItem.objects.filter(
+        Q(locked_until__isnull=True) | Q(locked_until__lte=now),
+        pk=item_id,
+        done_at__isnull=True,
+    ).update(locked_until=now + ITEM_LEASE)
+    if not taken:
+        return "skipped"
+    item = OutboxItem.objects.get(pk=item_id)
+    try:
+        _handlers()[item.kind](item)
+    except Exception as exc:
+        delay = RETRY_DELAYS[min(item.attempts, len(RETRY_DELAYS) - 1)]
+        OutboxItem.objects.filter(pk=item_id).update(
+            attempts=item.attempts + 1,
+            locked_until=None,
+            available_at=timezone.now() + timedelta(seconds=delay),
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        log.exception("outbox item %s (%s) failed; retrying in %ss", item_id, item.kind, delay)
+        return "failed"
+    OutboxItem.objects.filter(pk=item_id).update(
+        done_at=timezone.now(), locked_until=None, attempts=item.attempts + 1, last_error=""
+    )
+    return "done"
+
+
+def due_items(now: datetime, limit: int) -> list[int]:
+    """Ids of undone items whose after-commit send had its chance and that nobody holds."""
+    grace = timedelta(seconds=settings.HANDOFF_OUTBOX_GRACE_SECONDS)
+    return list(
+        OutboxItem.objects.filter(
+            Q(locked_until__isnull=True) | Q(locked_until__lte=now),
+            done_at__isnull=True,
+            available_at__lte=now,
+            created_at__lte=now - grace,
+        )
+        .order_by("available_at")
+        .values_list("pk", flat=True)[:limit]
+    )

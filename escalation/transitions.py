@@ -1,0 +1,563 @@
+"""THE case state machine: the only code that changes a case's status.
+
+Every function takes keyword-only arguments and an `actor`, locks the case row, checks the move
+(raising TransitionError and writing nothing when it is illegal), writes the change and its
+audit event in one transaction, and records follow-up work in the outbox, which reaches Celery
+only after commit.
+
+    open ──claim──▶ claimed ──resolve──▶ resolved
+     ▲  ◀─release / lease expiry─┘
+     ├─ transfer (open|claimed ▶ open in another queue)
+     └─ cancel / expire (open|claimed ▶ cancelled / expired)
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import permissions
+from escalation import audit, labels, outbox, queries, routing, sla
+from escalation.audit import Actor, content_hash
+from escalation.models import (
+    ContextUpdate,
+    Decision,
+    Escalation,
+    Priority,
+    Queue,
+    Resolution,
+    Status,
+    Transfer,
+)
+from escalation.models.audit import ActorKind
+from escalation.models.cases import ACTIVE_STATUSES, PRIORITY_RANK
+
+REDACTED = {"redacted": True}
+
+
+class TransitionError(Exception):
+    """The one domain error: the move is illegal, invalid, or not this actor's to make.
+
+    `code` is stable for programs (API error codes): illegal_transition, lease_expired,
+    not_claim_holder, invalid, forbidden, not_found, open_case_cap.
+    """
+
+    def __init__(self, message: str, *, code: str = "illegal_transition",
+                 fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.fields = fields or {}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _lock(case_id) -> Escalation:
+    try:
+        return (
+            Escalation.objects.select_for_update(of=("self",))
+            .select_related("queue", "agent")
+            .get(pk=case_id)
+        )
+    except (Escalation.DoesNotExist, ValueError, TypeError):
+        raise TransitionError("no such case", code="not_found") from None
+
+
+def _status_word(case: Escalation) -> str:
+    return case.get_status_display().lower()
+
+
+def _require_active(case: Escalation, action: str) -> None:
+    if case.status not in ACTIVE_STATUSES:
+        raise TransitionError(f"cannot {action} a case that is {_status_word(case)}")
+
+
+def _require_can_work(actor: Actor, case: Escalation) -> None:
+    if actor.kind == ActorKind.USER and not permissions.can_work_queue(actor.user, case.queue_id):
+        raise TransitionError("this case is not in one of your queues", code="forbidden")
+
+
+def _is_manager_of(actor: Actor, case: Escalation) -> bool:
+    return actor.kind == ActorKind.USER and permissions.can_manage_queue(
+        actor.user, case.queue_id
+    )
+
+
+def _require_own_case(actor: Actor, case: Escalation) -> None:
+    if actor.kind == ActorKind.AGENT and case.agent_id != actor.agent.pk:
+        raise TransitionError("no such case", code="not_found")
+
+
+def _is_holder(actor: Actor, case: Escalation, claim_token) -> bool:
+    return (
+        actor.kind == ActorKind.USER
+        and case.status == Status.CLAIMED
+        and case.claimed_by_id == actor.user.pk
+        and claim_token is not None
+        and str(case.claim_token) == str(claim_token)
+    )
+
+
+def _require_live_claim(actor: Actor, case: Escalation, claim_token, now: datetime) -> None:
+    """The claim fence: only the current holder, with the current token, before the lease ends."""
+    if case.status != Status.CLAIMED:
+        raise TransitionError(f"the case is {_status_word(case)}, not claimed by you",
+                              code="not_claim_holder" if case.status == Status.OPEN
+                              else "illegal_transition")
+    if not _is_holder(actor, case, claim_token):
+        raise TransitionError("you do not hold the claim on this case", code="not_claim_holder")
+    if case.lease_expires_at <= now:
+        raise TransitionError(
+            f"your claim ran out at {case.lease_expires_at:%H:%M:%S} UTC; claim the case again",
+            code="lease_expired",
+        )
+
+
+def _clear_claim(case: Escalation) -> None:
+    case.claimed_by = None
+    case.claimed_at = None
+    case.claim_token = None
+    case.lease_expires_at = None
+
+
+def _run_open_clock(case: Escalation) -> None:
+    case.next_due_at, case.next_risk_at = case.claim_due_at, case.claim_risk_at
+
+
+def _run_claimed_clock(case: Escalation) -> None:
+    case.next_due_at, case.next_risk_at = case.resolve_due_at, case.resolve_risk_at
+
+
+def _restart_clock(case: Escalation) -> None:
+    if case.status == Status.OPEN:
+        _run_open_clock(case)
+    elif case.status == Status.CLAIMED:
+        _run_claimed_clock(case)
+
+
+def _stop_clock(case: Escalation) -> None:
+    case.next_due_at = case.next_risk_at = None
+
+
+def _set_due_times(case: Escalation, queue: Queue, entered_at: datetime) -> None:
+    due = sla.due_times(entered_at, case.priority, queue.sla_policy, queue.get_calendar())
+    case.claim_due_at, case.resolve_due_at = due.claim_due_at, due.resolve_due_at
+    case.claim_risk_at, case.resolve_risk_at = due.claim_risk_at, due.resolve_risk_at
+
+
+def _enter_queue(case: Escalation, queue: Queue, now: datetime) -> None:
+    """The case becomes open in `queue` with due times from its policy; breach history and
+    expiry stay as they are."""
+    case.queue = queue
+    case.entered_queue_at = now
+    case.status = Status.OPEN
+    _clear_claim(case)
+    _set_due_times(case, queue, now)
+    _run_open_clock(case)
+
+
+def _close(case: Escalation, status: str, now: datetime) -> None:
+    case.status = status
+    case.closed_at = now
+    case.claim_token = None
+    case.lease_expires_at = None
+    _stop_clock(case)
+
+
+def _save(case: Escalation, now: datetime) -> None:
+    case.updated_at = now
+    case.save()
+
+
+def _check_priority(priority: str) -> None:
+    if priority not in Priority.values:
+        raise TransitionError("invalid priority", code="invalid",
+                              fields={"priority": f"must be one of {', '.join(Priority.values)}"})
+
+
+# --- transitions -----------------------------------------------------------------------------
+
+def create(
+    *,
+    actor: Actor,
+    agent,
+    queue: Queue,
+    summary: str,
+    confidence: float,
+    context: dict,
+    priority: str = Priority.NORMAL,
+    reason: str = "",
+    proposed_action: dict | None = None,
+    external_id: str = "",
+    metadata: dict | None = None,
+    callback_url: str = "",
+    agent_version: str = "",
+    now: datetime | None = None,
+) -> Escalation:
+    """A new open case in `queue`; routing runs after commit (the case is visible before)."""
+    now = now or timezone.now()
+    _check_priority(priority)
+    if not queue.is_active or not agent.may_post_to(queue):
+        raise TransitionError(f"agent {agent.name} may not post to queue {queue.slug}",
+                              code="forbidden")
+    with transaction.atomic():
+        open_cases = Escalation.objects.filter(agent=agent, status__in=ACTIVE_STATUSES).count()
+        if open_cases >= agent.max_open_cases:
+            raise TransitionError(
+                f"agent {agent.name} already has {open_cases} open cases "
+                f"(limit {agent.max_open_cases})",
+                code="open_case_cap",
+            )
+        case = Escalation(
+            id=uuid.uuid4(),
+            agent=agent,
+            summary=summary,
+            confidence=confidence,
+            priority=priority,
+            priority_rank=PRIORITY_RANK[priority],
+            reason=reason,
+            context=context,
+            proposed_action=proposed_action,
+            external_id=external_id,
+            metadata=metadata or {},
+            callback_url=callback_url,
+            agent_version=agent_version,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(seconds=queue.expire_after_seconds),
+        )
+        _enter_queue(case, queue, now)
+        case.save(force_insert=True)
+        audit.record(
+            actor=actor, verb="escalation.created", case=case, now=now,
+            data={
+                "queue": queue.slug, "priority": priority, "confidence": confidence,
+                "reason": reason, "external_id": external_id,
+                "context_sha256": content_hash(context),
+                "metadata_sha256": content_hash(case.metadata),
+            },
+        )
+        outbox.enqueue("route", case=case)
+    return case
+
+
+def route(*, case_id, now: datetime | None = None) -> Escalation:
+    """Apply the posted queue's routing rules once (a second run changes nothing)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        if case.routed_at is not None:
+            return case
+        changes: dict[str, Any] = {}
+        matched: list[int] = []
+        ignored = ""
+        if case.status in ACTIVE_STATUSES:
+            view = {
+                "priority": case.priority, "confidence": case.confidence,
+                "reason": case.reason, "summary": case.summary,
+                "external_id": case.external_id, "agent": case.agent.name,
+                "agent_version": case.agent_version, "queue": case.queue.slug,
+                "metadata": case.metadata,
+            }
+            changes, matched = routing.evaluate(case.queue.routing_rules or [], view)
+        from_queue = case.queue
+        if "priority" in changes and changes["priority"] != case.priority:
+            case.priority = changes["priority"]
+            case.priority_rank = PRIORITY_RANK[case.priority]
+            # Routing happens as the case arrives: its targets follow the routed priority.
+            _set_due_times(case, case.queue, case.entered_queue_at)
+            _restart_clock(case)
+        target_slug = changes.get("queue")
+        if target_slug and target_slug != from_queue.slug:
+            target = Queue.objects.filter(slug=target_slug, is_active=True).first()
+            if target is None:
+                ignored = f"queue {target_slug} does not exist or is inactive"
+            else:
+                Transfer.objects.create(escalation=case, from_queue=from_queue, to_queue=target,
+                                        reason="routing rule", created_at=now)
+                _enter_queue(case, target, now)
+        case.routed_at = now
+        _save(case, now)
+        audit.record(
+            actor=Actor.system(), verb="escalation.routed", case=case, now=now,
+            data={"rules_matched": matched, "changes": changes, "ignored": ignored,
+                  "from_queue": from_queue.slug, "queue": case.queue.slug,
+                  "priority": case.priority},
+        )
+        if case.priority == Priority.URGENT and case.status == Status.OPEN:
+            outbox.enqueue("notify_urgent", case=case)
+    return case
+
+
+def _take_claim(case: Escalation, actor: Actor, now: datetime) -> Escalation:
+    if case.status == Status.CLAIMED and case.lease_expires_at <= now:
+        _return_expired_lease(case, now)
+    if case.status != Status.OPEN:
+        if case.status == Status.CLAIMED:
+            holder = case.claimed_by.get_username()
+            raise TransitionError(f"the case is already claimed by {holder}")
+        raise TransitionError(f"cannot claim a case that is {_status_word(case)}")
+    case.status = Status.CLAIMED
+    case.claimed_by = actor.user
+    case.claimed_at = now
+    case.claim_token = uuid.uuid4()
+    case.lease_expires_at = now + timedelta(seconds=case.queue.lease_seconds)
+    _run_claimed_clock(case)
+    _save(case, now)
+    audit.record(actor=actor, verb="escalation.claimed", case=case, now=now,
+                 data={"lease_expires_at": case.lease_expires_at.isoformat()})
+    return case
+
+
+def claim(*, actor: Actor, case_id, now: datetime | None = None) -> Escalation:
+    """Claim one open case; the returned case carries the claim token the holder must present."""
+    now = now or timezone.now()
+    if actor.kind != ActorKind.USER:
+        raise TransitionError("only people claim cases", code="forbidden")
+    with transaction.atomic():
+        case = _lock(case_id)
+        _require_can_work(actor, case)
+        return _take_claim(case, actor, now)
+
+
+def claim_next(*, actor: Actor, queue_ids: list[int] | None = None,
+               now: datetime | None = None) -> Escalation | None:
+    """Claim the most urgent claimable case in the person's queues, or None.
+
+    SKIP LOCKED lets concurrent reviewers each take a different case instead of queueing on
+    the same row; the row lock makes it impossible for two to hold one case.
+    """
+    now = now or timezone.now()
+    if actor.kind != ActorKind.USER:
+        raise TransitionError("only people claim cases", code="forbidden")
+    allowed = permissions.visible_queues(actor.user).values_list("pk", flat=True)
+    if queue_ids is not None:
+        allowed = allowed.filter(pk__in=queue_ids)
+    with transaction.atomic():
+        candidate = (
+            queries.claimable_cases(list(allowed), now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("queue", "agent")
+            .first()
+        )
+        if candidate is None:
+            return None
+        return _take_claim(candidate, actor, now)
+
+
+def renew_lease(*, actor: Actor, case_id, claim_token, now: datetime | None = None) -> Escalation:
+    """Heartbeat from an open case page: extends a live lease; never revives an expired one.
+    Not audited: it changes no state, and would flood the log."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        _require_live_claim(actor, case, claim_token, now)
+        case.lease_expires_at = now + timedelta(seconds=case.queue.lease_seconds)
+        case.save(update_fields=["lease_expires_at"])
+    return case
+
+
+def release(*, actor: Actor, case_id, claim_token=None, now: datetime | None = None
+            ) -> Escalation:
+    """Give a claimed case back (due times kept). The holder needs a live claim; a manager of
+    the queue may release anyone's."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        _require_can_work(actor, case)
+        by_manager = (
+            not _is_holder(actor, case, claim_token)
+            and case.status == Status.CLAIMED
+            and _is_manager_of(actor, case)
+        )
+        if not by_manager:
+            _require_live_claim(actor, case, claim_token, now)
+        holder = case.claimed_by.get_username()
+        case.status = Status.OPEN
+        _clear_claim(case)
+        _run_open_clock(case)
+        _save(case, now)
+        audit.record(actor=actor, verb="escalation.released", case=case, now=now,
+                     data={"holder": holder, "by_manager": by_manager})
+    return case
+
+
+def expire_lease(*, case_id, now: datetime | None = None) -> Escalation | None:
+    """Return a claimed case whose lease ran out to open; None if there is nothing to do."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        if case.status != Status.CLAIMED or case.lease_expires_at > now:
+            return None
+        return _return_expired_lease(case, now)
+
+
+def _return_expired_lease(case: Escalation, now: datetime) -> Escalation:
+    holder = case.claimed_by.get_username()
+    expired_at = case.lease_expires_at
+    case.status = Status.OPEN
+    _clear_claim(case)
+    _run_open_clock(case)
+    _save(case, now)
+    audit.record(actor=Actor.system(), verb="escalation.lease_expired", case=case, now=now,
+                 data={"holder": holder, "lease_expired_at": expired_at.isoformat()})
+    return case
+
+
+def resolve(
+    *,
+    actor: Actor,
+    case_id,
+    claim_token,
+    decision: str,
+    final_action: dict | None = None,
+    labels: dict | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> Escalation:
+    """Decide a claimed case: approve, modify (with final_action) or reject, with labels."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        _require_can_work(actor, case)
+        _require_live_claim(actor, case, claim_token, now)
+        labels = labels or {}
+        errors = _decision_errors(case, decision, final_action, labels)
+        if errors:
+            raise TransitionError("the decision is not valid", code="invalid", fields=errors)
+        if decision == Decision.APPROVE:
+            final_action = case.proposed_action
+        elif decision == Decision.REJECT:
+            final_action = None
+        Resolution.objects.create(
+            escalation=case, decision=decision, final_action=final_action, labels=labels,
+            note=note, resolved_by=actor.user, resolved_at=now,
+        )
+        _close(case, Status.RESOLVED, now)
+        _save(case, now)
+        audit.record(actor=actor, verb="escalation.resolved", case=case, now=now,
+                     data={"decision": decision, "labels": labels, "note": note,
+                           "final_action_sha256": content_hash(final_action)})
+    return case
+
+
+def _decision_errors(case: Escalation, decision: str, final_action, label_values) -> dict:
+    errors: dict[str, Any] = {}
+    if decision not in Decision.values:
+        errors["decision"] = "must be one of approve, modify, reject"
+    if decision == Decision.MODIFY and not isinstance(final_action, dict):
+        errors["final_action"] = "a modified decision needs the final action as a JSON object"
+    label_errors = labels.validate(case.queue.label_schema or labels.EMPTY_SCHEMA, label_values)
+    if label_errors:
+        errors["labels"] = label_errors
+    return errors
+
+
+def transfer(*, actor: Actor, case_id, to_queue: Queue, claim_token=None, reason: str = "",
+             now: datetime | None = None) -> Escalation:
+    """Move an open or claimed case to another queue: the claim is dropped, the case is open
+    there with that queue's due times; breach history and expiry stay."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        _require_can_work(actor, case)
+        _require_active(case, "transfer")
+        if case.status == Status.CLAIMED and not _is_manager_of(actor, case):
+            _require_live_claim(actor, case, claim_token, now)
+        if not to_queue.is_active:
+            raise TransitionError(f"queue {to_queue.slug} is inactive", code="invalid",
+                                  fields={"queue": "inactive queue"})
+        if to_queue.pk == case.queue_id:
+            raise TransitionError("the case is already in that queue", code="invalid",
+                                  fields={"queue": "same queue"})
+        from_queue = case.queue
+        Transfer.objects.create(escalation=case, from_queue=from_queue, to_queue=to_queue,
+                                by_user=actor.user, reason=reason, created_at=now)
+        _enter_queue(case, to_queue, now)
+        _save(case, now)
+        audit.record(actor=actor, verb="escalation.transferred", case=case, now=now,
+                     data={"from_queue": from_queue.slug, "to_queue": to_queue.slug,
+                           "reason": reason})
+    return case
+
+
+def cancel(*, actor: Actor, case_id, reason: str = "", now: datetime | None = None
+           ) -> Escalation:
+    """Withdraw a case: its own agent may, and a manager of its queue with a reason."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        _require_own_case(actor, case)
+        if actor.kind == ActorKind.USER:
+            if not _is_manager_of(actor, case):
+                raise TransitionError("only a manager of this queue may cancel a case",
+                                      code="forbidden")
+            if not reason.strip():
+                raise TransitionError("a manager must give a reason to cancel", code="invalid",
+                                      fields={"reason": "required"})
+        _require_active(case, "cancel")
+        case.cancel_reason = reason[:500]
+        case.cancelled_by_agent = actor.kind == ActorKind.AGENT
+        _close(case, Status.CANCELLED, now)
+        _save(case, now)
+        audit.record(actor=actor, verb="escalation.cancelled", case=case, now=now,
+                     data={"reason": case.cancel_reason, "by_agent": case.cancelled_by_agent})
+    return case
+
+
+def expire(*, case_id, now: datetime | None = None) -> Escalation | None:
+    """Close a case nobody resolved within its queue's expiry horizon; None if not due."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        if case.status not in ACTIVE_STATUSES or case.expires_at > now:
+            return None
+        _close(case, Status.EXPIRED, now)
+        _save(case, now)
+        audit.record(actor=Actor.system(), verb="escalation.expired", case=case, now=now,
+                     data={"expires_at": case.expires_at.isoformat()})
+    return case
+
+
+def append_context(*, actor: Actor, case_id, note: str = "", data: dict | None = None,
+                   now: datetime | None = None) -> ContextUpdate:
+    """An agent adds to an open or claimed case; reviewers see it at once."""
+    now = now or timezone.now()
+    data = data or {}
+    with transaction.atomic():
+        case = _lock(case_id)
+        _require_own_case(actor, case)
+        _require_active(case, "add context to")
+        update = ContextUpdate.objects.create(escalation=case, note=note, data=data,
+                                              created_at=now)
+        _save(case, now)
+        audit.record(actor=actor, verb="escalation.context_added", case=case, now=now,
+                     data={"update_id": update.pk,
+                           "content_sha256": content_hash({"note": note, "data": data})})
+    return update
+
+
+def redact(*, actor: Actor, case_id, reason: str, now: datetime | None = None) -> Escalation:
+    """Replace a case's personal data (context, metadata, context updates) with a marker.
+    Audit events hold only hashes of that data, so the chain stays valid."""
+    now = now or timezone.now()
+    if not reason.strip():
+        raise TransitionError("a redaction needs a reason", code="invalid",
+                              fields={"reason": "required"})
+    with transaction.atomic():
+        case = _lock(case_id)
+        marker = {**REDACTED, "at": now.isoformat(), "reason": reason[:500]}
+        previous = {"context_sha256": content_hash(case.context),
+                    "metadata_sha256": content_hash(case.metadata)}
+        case.context = marker
+        case.metadata = marker
+        case.redacted_at = now
+        _save(case, now)
+        case.context_updates.update(note="", data=marker)
+        audit.record(actor=actor, verb="escalation.redacted", case=case, now=now,
+                     data={"reason": reason[:500], **previous})
+    return case

@@ -1,0 +1,227 @@
+"""Handoff settings: one module, every knob read from the environment.
+
+The defaults run the embedded set-up (SQLite in WAL mode, kombu's filesystem broker, a file
+cache) so a newcomer needs no services; DATABASE_URL, CELERY_BROKER_URL and REDIS_URL switch to
+PostgreSQL and Redis for production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+import dj_email_url
+from django.core.exceptions import ImproperlyConfigured
+
+from handoff.env import env_bool, env_durations, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Local state of the embedded default only (SQLite file, broker folders, cache, beat schedule).
+VAR_DIR = Path(env_str("HANDOFF_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off (make run generates one)."
+        )
+    SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 - only ever used with DEBUG on
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "accounts",
+    "escalation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "handoff.urls"
+WSGI_APPLICATION = "handoff.wsgi.application"
+ASGI_APPLICATION = "handoff.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        # A sized pool per process: hundreds of waiting long-polls hold no connection, and
+        # every request borrows one only for the queries it makes.
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1, minimum=0),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1),
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+        }
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "handoff.sqlite3",
+        "OPTIONS": {
+            # WAL + IMMEDIATE transactions let the web, worker and beat processes share one file
+            # without "database is locked": writers queue on the busy timeout instead of failing.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+            ),
+        },
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (rate limits, long-poll wake-ups) --------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("HANDOFF_CACHE_PREFIX", "handoff"),
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
+# --- Auth ------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/inbox/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# --- Email -----------------------------------------------------------------------------------
+EMAIL_URL = env_str("EMAIL_URL")
+if EMAIL_URL:
+    vars().update(dj_email_url.parse(EMAIL_URL))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "handoff@localhost")
+
+# --- Celery ----------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A publish from a web request must fail fast when Redis is down; the outbox re-drives it.
+        "socket_connect_timeout": 1,
+        "socket_timeout": 2,
+        "max_retries": 0,
+        # Tasks are idempotent and short; the DB leases recover killed workers, so this only
+        # bounds how long an unacked message waits before redelivery.
+        "visibility_timeout": 600,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = env_str("HANDOFF_TASK_QUEUE", "handoff")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Handoff ---------------------------------------------------------------------------------
+HANDOFF_SLA_SWEEP_SECONDS = env_int("HANDOFF_SLA_SWEEP_SECONDS", 30, minimum=1)
+HANDOFF_OUTBOX_REDRIVE_SECONDS = env_int("HANDOFF_OUTBOX_REDRIVE_SECONDS", 15, minimum=1)
+# Outbox rows younger than this are left to their after-commit send before being re-driven.
+HANDOFF_OUTBOX_GRACE_SECONDS = env_int("HANDOFF_OUTBOX_GRACE_SECONDS", 10, minimum=0)
+HANDOFF_WEBHOOK_ALLOWED_HOSTS = env_list("HANDOFF_WEBHOOK_ALLOWED_HOSTS", [])
+# 30s, 2m, 10m, 30m, 1h, 2h, 4h, 6h, then every 6h: 26h40m in all, past the spec's 24 h.
+HANDOFF_WEBHOOK_RETRY_SCHEDULE = env_durations(
+    "HANDOFF_WEBHOOK_RETRY_SCHEDULE",
+    [30, 120, 600, 1800, 3600, 7200, 14400, 21600, 21600, 21600, 21600],
+)
+HANDOFF_METRICS_TOKEN = env_str("HANDOFF_METRICS_TOKEN")
+HANDOFF_PUBLIC_URL = env_str("HANDOFF_PUBLIC_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
+
+CELERY_BEAT_SCHEDULE = {
+    "redrive-outbox": {
+        "task": "escalation.tasks.redrive_outbox",
+        "schedule": float(HANDOFF_OUTBOX_REDRIVE_SECONDS),
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "handoff": {"handlers": ["console"], "level": env_str("HANDOFF_LOG_LEVEL", "INFO"),
+                    "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
+}
