@@ -45,6 +45,7 @@ run: seed
 	PORT=$(PORT) $(BIN)/honcho start -f Procfile.local
 
 test: install-dev
+	DJANGO_SECRET_KEY=test-only-secret DJANGO_DEBUG=0 \
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		$(BIN)/pytest -p no:cacheprovider -n 2 $(PYTEST_ARGS)
 

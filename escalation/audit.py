@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -81,7 +81,7 @@ def _event_hash(
     body = canonical_json(
         {
             "seq": seq,
-            "at": created_at.astimezone(timezone.UTC).isoformat(),
+            "at": created_at.astimezone(UTC).isoformat(),
             "actor": [actor_kind, actor_user_id, actor_agent_id, actor_name],
             "verb": verb,
             "case": str(escalation_id) if escalation_id else None,

@@ -48,7 +48,7 @@ def test_the_empty_schema_is_valid() -> None:
 def test_a_schema_using_every_field_kind_is_returned_unchanged() -> None:
     original = copy.deepcopy(SCHEMA)
     assert check_schema(SCHEMA) is SCHEMA
-    assert SCHEMA == original
+    assert original == SCHEMA
 
 
 @pytest.mark.parametrize(
