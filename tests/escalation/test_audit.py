@@ -1,0 +1,163 @@
+"""The audit chain: intact after real work, and every kind of tampering is caught."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from escalation import audit, transitions
+from escalation.audit import Actor
+from escalation.models import AuditChainHead, AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+TRIGGER = "escalation_auditevent_append_only"
+
+
+@contextlib.contextmanager
+def tampering():
+    """What an attacker with table-owner rights does first on PostgreSQL: switch off the
+    append-only trigger. (SQLite has no trigger to switch off.)"""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # ALTER TABLE is refused while deferred foreign-key checks are pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(f"ALTER TABLE escalation_auditevent DISABLE TRIGGER {TRIGGER}")
+    try:
+        yield
+    finally:
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute(
+                    f"ALTER TABLE escalation_auditevent ENABLE ALWAYS TRIGGER {TRIGGER}"
+                )
+
+
+@pytest.fixture
+def history(case, as_alice, as_agent):
+    """Six events: created, routed, claimed, context_added, released, cancelled."""
+    transitions.route(case_id=case.pk)
+    claimed = transitions.claim(actor=as_alice, case_id=case.pk)
+    transitions.append_context(actor=as_agent, case_id=case.pk, note="more")
+    transitions.release(actor=as_alice, case_id=case.pk, claim_token=claimed.claim_token)
+    transitions.cancel(actor=as_agent, case_id=case.pk, reason="resolved elsewhere")
+    return list(AuditEvent.objects.order_by("seq"))
+
+
+def test_a_chain_of_real_work_verifies(history):
+    report = audit.verify_chain()
+    assert report.ok and report.checked == 6 and report.head_seq == 6
+    assert [e.seq for e in history] == [1, 2, 3, 4, 5, 6]
+    assert all(b.prev_hash == a.hash for a, b in zip(history, history[1:], strict=False))
+
+
+def test_an_empty_chain_verifies(db):
+    report = audit.verify_chain()
+    assert report.ok and report.checked == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_outside_a_transaction_is_refused():
+    with pytest.raises(RuntimeError):
+        audit.record(actor=Actor.system(), verb="test.outside")
+
+
+def test_an_edited_event_is_caught(history):
+    with tampering():
+        AuditEvent.objects.filter(seq=3).update(actor_name="mallory")
+    report = audit.verify_chain()
+    assert not report.ok and report.first_bad_seq == 3 and "altered" in report.problem
+
+
+def test_an_edited_payload_is_caught_even_with_its_hash_recomputed(history):
+    event = AuditEvent.objects.get(seq=2)
+    event.data = {**event.data, "priority": "low"}
+    with tampering():
+        AuditEvent.objects.filter(seq=2).update(data=event.data, hash=audit.hash_of(event))
+    report = audit.verify_chain()
+    assert not report.ok and report.first_bad_seq == 3  # the next event no longer follows
+
+
+def test_a_deleted_event_is_caught(history):
+    with tampering():
+        AuditEvent.objects.filter(seq=4).delete()
+    report = audit.verify_chain()
+    assert not report.ok and report.first_bad_seq == 4 and "missing" in report.problem
+
+
+def test_reordered_events_are_caught(history):
+    with tampering():
+        AuditEvent.objects.filter(seq=2).update(seq=1000)
+        AuditEvent.objects.filter(seq=3).update(seq=2)
+        AuditEvent.objects.filter(seq=1000).update(seq=3)
+    report = audit.verify_chain()
+    assert not report.ok and report.first_bad_seq == 2
+
+
+def test_a_truncated_tail_is_caught_by_the_head_row(history):
+    with tampering():
+        AuditEvent.objects.filter(seq__gte=5).delete()
+    report = audit.verify_chain()
+    assert not report.ok and "head records event 6" in report.problem
+
+
+def test_a_truncated_tail_with_a_rewritten_head_is_caught_by_the_checkpoint(history):
+    checkpoint = (6, history[-1].hash)
+    with tampering():
+        AuditEvent.objects.filter(seq__gte=5).delete()
+    AuditChainHead.objects.filter(pk=1).update(seq=4, hash=history[3].hash)
+    assert audit.verify_chain().ok  # without the outside copy, a clean cut looks whole
+    report = audit.verify_chain(checkpoint=checkpoint)
+    assert not report.ok and report.first_bad_seq == 6 and "missing" in report.problem
+
+
+def test_a_rewritten_chain_is_caught_by_the_checkpoint(history):
+    checkpoint = (4, history[3].hash)
+    # Rewrite event 2 and re-hash everything after it, as a thorough forger would.
+    with tampering():
+        events = list(AuditEvent.objects.order_by("seq"))
+        events[1].actor_name = "mallory"
+        prev = events[0].hash
+        for event in events[1:]:
+            event.prev_hash = prev
+            event.hash = audit.hash_of(event)
+            AuditEvent.objects.filter(seq=event.seq).update(
+                actor_name=event.actor_name, prev_hash=event.prev_hash, hash=event.hash)
+            prev = event.hash
+    AuditChainHead.objects.filter(pk=1).update(hash=prev)
+    assert audit.verify_chain().ok
+    report = audit.verify_chain(checkpoint=checkpoint)
+    assert not report.ok and report.first_bad_seq == 4 and "checkpoint" in report.problem
+
+
+def test_a_matching_checkpoint_passes(history):
+    assert audit.verify_chain(checkpoint=(3, history[2].hash)).ok
+
+
+@pytest.mark.parametrize("text", ["", "12", "x:abc", "0:" + "a" * 64, "5:" + "g" * 64,
+                                  "5:" + "a" * 63])
+def test_malformed_checkpoints_are_refused(text):
+    with pytest.raises(ValueError):
+        audit.parse_checkpoint(text)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger is PostgreSQL's")
+@pytest.mark.parametrize("statement", [
+    "UPDATE escalation_auditevent SET actor_name = 'mallory' WHERE seq = 1",
+    "DELETE FROM escalation_auditevent WHERE seq = 1",
+])
+def test_the_database_refuses_update_and_delete_of_audit_rows(history, statement):
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), \
+            connection.cursor() as cursor:
+        cursor.execute(statement)
+    assert AuditEvent.objects.get(seq=1).actor_name == history[0].actor_name
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger is PostgreSQL's")
+def test_the_orm_cannot_delete_audit_rows_either(history):
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.filter(seq=2).delete()
+    assert AuditEvent.objects.count() == 6
