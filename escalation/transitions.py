@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import permissions
-from escalation import audit, labels, outbox, queries, routing, sla
+from escalation import audit, labels, outbox, queries, routing, sla, wakeups
 from escalation.audit import Actor, content_hash
 from escalation.models import (
     ContextUpdate,
@@ -161,6 +161,9 @@ def _enter_queue(case: Escalation, queue: Queue, now: datetime) -> None:
 
 
 def _close(case: Escalation, status: str, now: datetime) -> None:
+    case_id = case.pk
+    # Long-polls waiting on this case wake up once the terminal state is committed.
+    transaction.on_commit(lambda: wakeups.publish(case_id))
     case.status = status
     case.closed_at = now
     case.claim_token = None

@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "escalation.api.errors.ApiErrorMiddleware",
 ]
 
 ROOT_URLCONF = "handoff.urls"
@@ -150,6 +151,40 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+
+# --- API -------------------------------------------------------------------------------------
+# Django answers an oversized body with 400; ApiErrorMiddleware turns it into the spec's 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["escalation.api.authentication.AgentKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["escalation.api.authentication.IsAgent"],
+    "DEFAULT_THROTTLE_CLASSES": ["escalation.api.authentication.AgentRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["escalation.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "escalation.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Handoff agent API",
+    "DESCRIPTION": (
+        "Escalate the cases your agent should not decide alone, and get the human decision "
+        "back. Authenticate with `Authorization: Bearer <api key>`. Every error is "
+        '`{"error": {"code", "message", "fields"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "escalation.api.schema.add_long_poll",
+    ],
+}
 
 # --- Email -----------------------------------------------------------------------------------
 EMAIL_URL = env_str("EMAIL_URL")

@@ -9,6 +9,10 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
+    path("api/v1/", include("escalation.api.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
 ]
+
+handler404 = "escalation.api.errors.handler404"
+handler500 = "escalation.api.errors.handler500"

@@ -1,0 +1,97 @@
+"""GET /api/v1/escalations/{id}/resolution?wait=S — a plain async view (DRF views are sync).
+
+While it waits it holds no worker thread and no database connection: each check of the case
+borrows a pooled connection and gives it back at once, and the wait itself is an await on
+Redis pub/sub (or a sleep between slow polls without Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+
+from escalation import wakeups
+from escalation.api.authentication import authenticate_key, take_token
+from escalation.api.errors import error_response
+from escalation.api.serializers import case_resource
+from escalation.api.views import own_cases
+from escalation.models.cases import TERMINAL_STATUSES
+
+MAX_WAIT = 30
+# Even with pub/sub, re-read the case this often: a lost wake-up costs at most this long.
+RECHECK_SECONDS = 5.0
+POLL_SECONDS_WITHOUT_REDIS = 1.0
+
+
+def _authenticate(header: str):
+    try:
+        key = authenticate_key(header)
+        if key is None:
+            return None, 0.0
+        return key.agent, take_token(key.agent)
+    finally:
+        connection.close()  # back to the pool before any waiting
+
+
+def _load(agent, case_id) -> tuple[dict | None, bool]:
+    try:
+        case = own_cases(agent).filter(pk=case_id).first()
+        if case is None:
+            return None, False
+        return case_resource(case), case.status in TERMINAL_STATUSES
+    finally:
+        connection.close()
+
+
+def _parse_wait(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or int(raw) > MAX_WAIT:
+        return None
+    return int(raw)
+
+
+@never_cache
+async def wait_for_resolution(request: HttpRequest, case_id: str) -> JsonResponse:
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", f"method {request.method} not allowed",
+                              headers={"Allow": "GET"})
+    header = request.headers.get("Authorization", "")
+    agent, retry_after = await sync_to_async(_authenticate)(header) if header else (None, 0.0)
+    if agent is None:
+        return error_response(401, "unauthenticated", "missing, unknown or revoked API key",
+                              headers={"WWW-Authenticate": "Bearer"})
+    if retry_after:
+        return error_response(429, "rate_limited", "rate limited; retry later",
+                              headers={"Retry-After": str(max(1, round(retry_after + 0.5)))})
+    wait = _parse_wait(request.GET.get("wait"))
+    if wait is None:
+        return error_response(400, "invalid", f"wait must be 0..{MAX_WAIT} seconds",
+                              fields={"wait": f"an integer from 0 to {MAX_WAIT}"})
+    try:
+        import uuid
+
+        uuid.UUID(case_id)
+    except ValueError:
+        return error_response(404, "not_found", "no such case")
+
+    async with wakeups.subscribe(case_id) as subscription:
+        body, terminal = await sync_to_async(_load)(agent, case_id)
+        if body is None:
+            return error_response(404, "not_found", "no such case")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return JsonResponse(body, status=202)
+            step = RECHECK_SECONDS if subscription.has_redis else POLL_SECONDS_WITHOUT_REDIS
+            await subscription.wait(min(remaining, step))
+            body, terminal = await sync_to_async(_load)(agent, case_id)
+            if body is None:
+                return error_response(404, "not_found", "no such case")
+    return JsonResponse(body, status=200)

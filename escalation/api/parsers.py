@@ -1,0 +1,93 @@
+"""Strict JSON: what PostgreSQL's jsonb or a later reader would choke on is a 400 here, before
+anything reaches the database."""
+
+from __future__ import annotations
+
+import json
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+MAX_DEPTH = 32
+MAX_INT = 2**63 - 1
+
+
+class BadJSON(ValueError):
+    pass
+
+
+def _reject_constant(name: str):
+    raise BadJSON(f"{name} is not valid JSON")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadJSON(f"number {text[:40]} overflows")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > 20:
+        raise BadJSON(f"number {text[:40]}… is too large")
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise BadJSON(f"number {text} is too large")
+    return value
+
+
+def _check_string(text: str) -> None:
+    if "\x00" in text:
+        raise BadJSON("strings must not contain \\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadJSON("strings must not contain lone surrogates") from None
+
+
+def check_value(value) -> None:
+    """Walk the parsed value without recursion: depth, NUL bytes and lone surrogates."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                raise BadJSON(f"JSON is nested deeper than {MAX_DEPTH} levels")
+            if isinstance(node, dict):
+                for key, child in node.items():
+                    _check_string(key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str):
+            _check_string(node)
+
+
+def loads_strict(raw: bytes | str):
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float,
+                           parse_int=_parse_int)
+    except BadJSON:
+        raise
+    except RecursionError:
+        raise BadJSON(f"JSON is nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadJSON(f"malformed JSON: {exc}") from None
+    check_value(value)
+    return value
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        from escalation.api.errors import MAX_BODY_BYTES, ApiError
+
+        # Read one byte past the limit: a chunked body has no Content-Length to check up front.
+        raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(413, "body_too_large", "the request body is over 1 MiB")
+        if not raw:
+            raise ParseError("the request body is empty; send a JSON object")
+        try:
+            return loads_strict(raw)
+        except BadJSON as exc:
+            raise ParseError(str(exc)) from None
