@@ -63,7 +63,8 @@ class AgentAdmin(NoDeleteAdmin):
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
             self.message_user(
-                request, f"New key for {agent.name} (copy it now, it is not shown again): {raw}",
+                request,
+                f"New key for {agent.name} (copy it now, it is not shown again): {raw}",
                 messages.WARNING,
             )
 

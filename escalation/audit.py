@@ -182,13 +182,16 @@ def verify_chain(checkpoint: tuple[int, str] | None = None, batch: int = 2000) -
             if event.seq != expected_seq:
                 return _bad(checked, expected_seq, f"event {expected_seq} is missing")
             if event.prev_hash != prev_hash:
-                return _bad(checked, event.seq, f"event {event.seq} does not follow its predecessor")
+                return _bad(
+                    checked, event.seq, f"event {event.seq} does not follow its predecessor"
+                )
             if hash_of(event) != event.hash:
                 return _bad(checked, event.seq, f"event {event.seq} was altered (hash mismatch)")
             if checkpoint is not None and event.seq == checkpoint[0]:
                 if event.hash != checkpoint[1]:
-                    return _bad(checked, event.seq,
-                                f"event {event.seq} does not match the checkpoint hash")
+                    return _bad(
+                        checked, event.seq, f"event {event.seq} does not match the checkpoint hash"
+                    )
                 checkpoint_seen = True
             prev_hash, last_seq = event.hash, event.seq
             expected_seq += 1
@@ -196,11 +199,17 @@ def verify_chain(checkpoint: tuple[int, str] | None = None, batch: int = 2000) -
     head = AuditChainHead.objects.filter(pk=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
     if head_seq != last_seq or head_hash != prev_hash:
-        return _bad(checked, last_seq + 1,
-                    f"the chain ends at event {last_seq} but its head records event {head_seq}")
+        return _bad(
+            checked,
+            last_seq + 1,
+            f"the chain ends at event {last_seq} but its head records event {head_seq}",
+        )
     if not checkpoint_seen:
-        return _bad(checked, checkpoint[0],
-                    f"checkpoint event {checkpoint[0]} is missing (chain ends at {last_seq})")
+        return _bad(
+            checked,
+            checkpoint[0],
+            f"checkpoint event {checkpoint[0]} is missing (chain ends at {last_seq})",
+        )
     return ChainReport(True, checked, last_seq, prev_hash)
 
 

@@ -47,8 +47,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers and the database is reachable. The broker is reported but
     never fails it, since cases are still accepted while it is down."""
     db = database_ok()
-    body = {"status": "ok" if db else "down", "database": "ok" if db else "down",
-            "broker": "ok" if broker_ok() else "down"}
+    body = {
+        "status": "ok" if db else "down",
+        "database": "ok" if db else "down",
+        "broker": "ok" if broker_ok() else "down",
+    }
     return JsonResponse(body, status=200 if db else 503)
 
 
@@ -62,8 +65,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "migrations": db and migrations_applied(),
     }
     ready = all(checks.values())
-    body = {"status": "ready" if ready else "not_ready",
-            **{name: "ok" if ok else "down" for name, ok in checks.items()}}
+    body = {
+        "status": "ready" if ready else "not_ready",
+        **{name: "ok" if ok else "down" for name, ok in checks.items()},
+    }
     return JsonResponse(body, status=200 if ready else 503)
 
 
@@ -71,10 +76,14 @@ class _QueueCollector:
     """Reads the numbers at scrape time, so every web process reports the same truth."""
 
     def collect(self):
-        depth = GaugeMetricFamily("handoff_queue_depth", "Cases open or claimed, per queue",
-                                  labels=["queue", "status"])
-        oldest = GaugeMetricFamily("handoff_queue_oldest_open_age_seconds",
-                                   "Age of the oldest open case, per queue", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "handoff_queue_depth", "Cases open or claimed, per queue", labels=["queue", "status"]
+        )
+        oldest = GaugeMetricFamily(
+            "handoff_queue_oldest_open_age_seconds",
+            "Age of the oldest open case, per queue",
+            labels=["queue"],
+        )
         for row in queries.queue_depths():
             depth.add_metric([row["queue"], row["status"]], row["count"])
         for queue, age in queries.oldest_open_ages().items():
@@ -90,8 +99,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if token:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            response = HttpResponse("metrics token required\n", status=401,
-                                    content_type="text/plain")
+            response = HttpResponse(
+                "metrics token required\n", status=401, content_type="text/plain"
+            )
             response["WWW-Authenticate"] = "Bearer"
             return response
     registry = CollectorRegistry()

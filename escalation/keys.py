@@ -20,22 +20,34 @@ def issue_key(*, agent: Agent, actor: Actor) -> tuple[AgentKey, str]:
         raise AgentKeyError(f"agent {agent.name} is inactive")
     with transaction.atomic():
         key, raw = AgentKey.generate(agent)
-        audit.record(actor=actor, verb="agent.key_created",
-                     data={"agent": agent.name, "agent_id": agent.pk, "prefix": key.prefix})
+        audit.record(
+            actor=actor,
+            verb="agent.key_created",
+            data={"agent": agent.name, "agent_id": agent.pk, "prefix": key.prefix},
+        )
     return key, raw
 
 
 def revoke_key(*, prefix: str, actor: Actor) -> AgentKey:
     """Revoke by visible prefix (hnd_XXXXXXXX); refused if unknown or already revoked."""
     with transaction.atomic():
-        key = AgentKey.objects.select_for_update().select_related("agent").filter(
-            prefix=prefix).first()
+        key = (
+            AgentKey.objects.select_for_update()
+            .select_related("agent")
+            .filter(prefix=prefix)
+            .first()
+        )
         if key is None:
             raise AgentKeyError(f"no key with prefix {prefix}")
         if key.revoked_at is not None:
-            raise AgentKeyError(f"key {prefix} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M} UTC")
+            raise AgentKeyError(
+                f"key {prefix} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M} UTC"
+            )
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit.record(actor=actor, verb="agent.key_revoked",
-                     data={"agent": key.agent.name, "agent_id": key.agent_id, "prefix": prefix})
+        audit.record(
+            actor=actor,
+            verb="agent.key_revoked",
+            data={"agent": key.agent.name, "agent_id": key.agent_id, "prefix": prefix},
+        )
     return key

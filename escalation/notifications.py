@@ -10,9 +10,11 @@ from escalation.models import Escalation
 
 
 def team_addresses(queue) -> list[str]:
-    users = get_user_model().objects.filter(
-        memberships__team_id=queue.team_id, is_active=True
-    ).exclude(email="")
+    users = (
+        get_user_model()
+        .objects.filter(memberships__team_id=queue.team_id, is_active=True)
+        .exclude(email="")
+    )
     return sorted(set(users.values_list("email", flat=True)))
 
 

@@ -46,8 +46,13 @@ class TransitionError(Exception):
     not_claim_holder, invalid, forbidden, not_found, open_case_cap.
     """
 
-    def __init__(self, message: str, *, code: str = "illegal_transition",
-                 fields: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "illegal_transition",
+        fields: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -55,6 +60,7 @@ class TransitionError(Exception):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
 
 def _lock(case_id) -> Escalation:
     try:
@@ -82,9 +88,7 @@ def _require_can_work(actor: Actor, case: Escalation) -> None:
 
 
 def _is_manager_of(actor: Actor, case: Escalation) -> bool:
-    return actor.kind == ActorKind.USER and permissions.can_manage_queue(
-        actor.user, case.queue_id
-    )
+    return actor.kind == ActorKind.USER and permissions.can_manage_queue(actor.user, case.queue_id)
 
 
 def _require_own_case(actor: Actor, case: Escalation) -> None:
@@ -105,9 +109,10 @@ def _is_holder(actor: Actor, case: Escalation, claim_token) -> bool:
 def _require_live_claim(actor: Actor, case: Escalation, claim_token, now: datetime) -> None:
     """The claim fence: only the current holder, with the current token, before the lease ends."""
     if case.status != Status.CLAIMED:
-        raise TransitionError(f"the case is {_status_word(case)}, not claimed by you",
-                              code="not_claim_holder" if case.status == Status.OPEN
-                              else "illegal_transition")
+        raise TransitionError(
+            f"the case is {_status_word(case)}, not claimed by you",
+            code="not_claim_holder" if case.status == Status.OPEN else "illegal_transition",
+        )
     if not _is_holder(actor, case, claim_token):
         raise TransitionError("you do not hold the claim on this case", code="not_claim_holder")
     if case.lease_expires_at <= now:
@@ -178,11 +183,15 @@ def _save(case: Escalation, now: datetime) -> None:
 
 def _check_priority(priority: str) -> None:
     if priority not in Priority.values:
-        raise TransitionError("invalid priority", code="invalid",
-                              fields={"priority": f"must be one of {', '.join(Priority.values)}"})
+        raise TransitionError(
+            "invalid priority",
+            code="invalid",
+            fields={"priority": f"must be one of {', '.join(Priority.values)}"},
+        )
 
 
 # --- transitions -----------------------------------------------------------------------------
+
 
 def create(
     *,
@@ -205,8 +214,9 @@ def create(
     now = now or timezone.now()
     _check_priority(priority)
     if not queue.is_active or not agent.may_post_to(queue):
-        raise TransitionError(f"agent {agent.name} may not post to queue {queue.slug}",
-                              code="forbidden")
+        raise TransitionError(
+            f"agent {agent.name} may not post to queue {queue.slug}", code="forbidden"
+        )
     with transaction.atomic():
         open_cases = Escalation.objects.filter(agent=agent, status__in=ACTIVE_STATUSES).count()
         if open_cases >= agent.max_open_cases:
@@ -236,10 +246,16 @@ def create(
         _enter_queue(case, queue, now)
         case.save(force_insert=True)
         audit.record(
-            actor=actor, verb="escalation.created", case=case, now=now,
+            actor=actor,
+            verb="escalation.created",
+            case=case,
+            now=now,
             data={
-                "queue": queue.slug, "priority": priority, "confidence": confidence,
-                "reason": reason, "external_id": external_id,
+                "queue": queue.slug,
+                "priority": priority,
+                "confidence": confidence,
+                "reason": reason,
+                "external_id": external_id,
                 "context_sha256": content_hash(context),
                 "metadata_sha256": content_hash(case.metadata),
             },
@@ -260,10 +276,14 @@ def route(*, case_id, now: datetime | None = None) -> Escalation:
         ignored = ""
         if case.status in ACTIVE_STATUSES:
             view = {
-                "priority": case.priority, "confidence": case.confidence,
-                "reason": case.reason, "summary": case.summary,
-                "external_id": case.external_id, "agent": case.agent.name,
-                "agent_version": case.agent_version, "queue": case.queue.slug,
+                "priority": case.priority,
+                "confidence": case.confidence,
+                "reason": case.reason,
+                "summary": case.summary,
+                "external_id": case.external_id,
+                "agent": case.agent.name,
+                "agent_version": case.agent_version,
+                "queue": case.queue.slug,
                 "metadata": case.metadata,
             }
             changes, matched = routing.evaluate(case.queue.routing_rules or [], view)
@@ -280,16 +300,29 @@ def route(*, case_id, now: datetime | None = None) -> Escalation:
             if target is None:
                 ignored = f"queue {target_slug} does not exist or is inactive"
             else:
-                Transfer.objects.create(escalation=case, from_queue=from_queue, to_queue=target,
-                                        reason="routing rule", created_at=now)
+                Transfer.objects.create(
+                    escalation=case,
+                    from_queue=from_queue,
+                    to_queue=target,
+                    reason="routing rule",
+                    created_at=now,
+                )
                 _enter_queue(case, target, now)
         case.routed_at = now
         _save(case, now)
         audit.record(
-            actor=Actor.system(), verb="escalation.routed", case=case, now=now,
-            data={"rules_matched": matched, "changes": changes, "ignored": ignored,
-                  "from_queue": from_queue.slug, "queue": case.queue.slug,
-                  "priority": case.priority},
+            actor=Actor.system(),
+            verb="escalation.routed",
+            case=case,
+            now=now,
+            data={
+                "rules_matched": matched,
+                "changes": changes,
+                "ignored": ignored,
+                "from_queue": from_queue.slug,
+                "queue": case.queue.slug,
+                "priority": case.priority,
+            },
         )
         if case.priority == Priority.URGENT and case.status == Status.OPEN:
             outbox.enqueue("notify_urgent", case=case)
@@ -311,8 +344,13 @@ def _take_claim(case: Escalation, actor: Actor, now: datetime) -> Escalation:
     case.lease_expires_at = now + timedelta(seconds=case.queue.lease_seconds)
     _run_claimed_clock(case)
     _save(case, now)
-    audit.record(actor=actor, verb="escalation.claimed", case=case, now=now,
-                 data={"lease_expires_at": case.lease_expires_at.isoformat()})
+    audit.record(
+        actor=actor,
+        verb="escalation.claimed",
+        case=case,
+        now=now,
+        data={"lease_expires_at": case.lease_expires_at.isoformat()},
+    )
     return case
 
 
@@ -327,8 +365,9 @@ def claim(*, actor: Actor, case_id, now: datetime | None = None) -> Escalation:
         return _take_claim(case, actor, now)
 
 
-def claim_next(*, actor: Actor, queue_ids: list[int] | None = None,
-               now: datetime | None = None) -> Escalation | None:
+def claim_next(
+    *, actor: Actor, queue_ids: list[int] | None = None, now: datetime | None = None
+) -> Escalation | None:
     """Claim the most urgent claimable case in the person's queues, or None.
 
     SKIP LOCKED lets concurrent reviewers each take a different case instead of queueing on
@@ -364,8 +403,7 @@ def renew_lease(*, actor: Actor, case_id, claim_token, now: datetime | None = No
     return case
 
 
-def release(*, actor: Actor, case_id, claim_token=None, now: datetime | None = None
-            ) -> Escalation:
+def release(*, actor: Actor, case_id, claim_token=None, now: datetime | None = None) -> Escalation:
     """Give a claimed case back (due times kept). The holder needs a live claim; a manager of
     the queue may release anyone's."""
     now = now or timezone.now()
@@ -384,8 +422,13 @@ def release(*, actor: Actor, case_id, claim_token=None, now: datetime | None = N
         _clear_claim(case)
         _run_open_clock(case)
         _save(case, now)
-        audit.record(actor=actor, verb="escalation.released", case=case, now=now,
-                     data={"holder": holder, "by_manager": by_manager})
+        audit.record(
+            actor=actor,
+            verb="escalation.released",
+            case=case,
+            now=now,
+            data={"holder": holder, "by_manager": by_manager},
+        )
     return case
 
 
@@ -406,8 +449,13 @@ def _return_expired_lease(case: Escalation, now: datetime) -> Escalation:
     _clear_claim(case)
     _run_open_clock(case)
     _save(case, now)
-    audit.record(actor=Actor.system(), verb="escalation.lease_expired", case=case, now=now,
-                 data={"holder": holder, "lease_expired_at": expired_at.isoformat()})
+    audit.record(
+        actor=Actor.system(),
+        verb="escalation.lease_expired",
+        case=case,
+        now=now,
+        data={"holder": holder, "lease_expired_at": expired_at.isoformat()},
+    )
     return case
 
 
@@ -437,14 +485,28 @@ def resolve(
         elif decision == Decision.REJECT:
             final_action = None
         Resolution.objects.create(
-            escalation=case, decision=decision, final_action=final_action, labels=labels,
-            note=note, resolved_by=actor.user, resolved_at=now,
+            escalation=case,
+            decision=decision,
+            final_action=final_action,
+            labels=labels,
+            note=note,
+            resolved_by=actor.user,
+            resolved_at=now,
         )
         _close(case, Status.RESOLVED, now)
         _save(case, now)
-        audit.record(actor=actor, verb="escalation.resolved", case=case, now=now,
-                     data={"decision": decision, "labels": labels, "note": note,
-                           "final_action_sha256": content_hash(final_action)})
+        audit.record(
+            actor=actor,
+            verb="escalation.resolved",
+            case=case,
+            now=now,
+            data={
+                "decision": decision,
+                "labels": labels,
+                "note": note,
+                "final_action_sha256": content_hash(final_action),
+            },
+        )
     return case
 
 
@@ -460,8 +522,15 @@ def _decision_errors(case: Escalation, decision: str, final_action, label_values
     return errors
 
 
-def transfer(*, actor: Actor, case_id, to_queue: Queue, claim_token=None, reason: str = "",
-             now: datetime | None = None) -> Escalation:
+def transfer(
+    *,
+    actor: Actor,
+    case_id,
+    to_queue: Queue,
+    claim_token=None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Escalation:
     """Move an open or claimed case to another queue: the claim is dropped, the case is open
     there with that queue's due times; breach history and expiry stay."""
     now = now or timezone.now()
@@ -472,24 +541,37 @@ def transfer(*, actor: Actor, case_id, to_queue: Queue, claim_token=None, reason
         if case.status == Status.CLAIMED and not _is_manager_of(actor, case):
             _require_live_claim(actor, case, claim_token, now)
         if not to_queue.is_active:
-            raise TransitionError(f"queue {to_queue.slug} is inactive", code="invalid",
-                                  fields={"queue": "inactive queue"})
+            raise TransitionError(
+                f"queue {to_queue.slug} is inactive",
+                code="invalid",
+                fields={"queue": "inactive queue"},
+            )
         if to_queue.pk == case.queue_id:
-            raise TransitionError("the case is already in that queue", code="invalid",
-                                  fields={"queue": "same queue"})
+            raise TransitionError(
+                "the case is already in that queue", code="invalid", fields={"queue": "same queue"}
+            )
         from_queue = case.queue
-        Transfer.objects.create(escalation=case, from_queue=from_queue, to_queue=to_queue,
-                                by_user=actor.user, reason=reason, created_at=now)
+        Transfer.objects.create(
+            escalation=case,
+            from_queue=from_queue,
+            to_queue=to_queue,
+            by_user=actor.user,
+            reason=reason,
+            created_at=now,
+        )
         _enter_queue(case, to_queue, now)
         _save(case, now)
-        audit.record(actor=actor, verb="escalation.transferred", case=case, now=now,
-                     data={"from_queue": from_queue.slug, "to_queue": to_queue.slug,
-                           "reason": reason})
+        audit.record(
+            actor=actor,
+            verb="escalation.transferred",
+            case=case,
+            now=now,
+            data={"from_queue": from_queue.slug, "to_queue": to_queue.slug, "reason": reason},
+        )
     return case
 
 
-def cancel(*, actor: Actor, case_id, reason: str = "", now: datetime | None = None
-           ) -> Escalation:
+def cancel(*, actor: Actor, case_id, reason: str = "", now: datetime | None = None) -> Escalation:
     """Withdraw a case: its own agent may, and a manager of its queue with a reason."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -497,18 +579,27 @@ def cancel(*, actor: Actor, case_id, reason: str = "", now: datetime | None = No
         _require_own_case(actor, case)
         if actor.kind == ActorKind.USER:
             if not _is_manager_of(actor, case):
-                raise TransitionError("only a manager of this queue may cancel a case",
-                                      code="forbidden")
+                raise TransitionError(
+                    "only a manager of this queue may cancel a case", code="forbidden"
+                )
             if not reason.strip():
-                raise TransitionError("a manager must give a reason to cancel", code="invalid",
-                                      fields={"reason": "required"})
+                raise TransitionError(
+                    "a manager must give a reason to cancel",
+                    code="invalid",
+                    fields={"reason": "required"},
+                )
         _require_active(case, "cancel")
         case.cancel_reason = reason[:500]
         case.cancelled_by_agent = actor.kind == ActorKind.AGENT
         _close(case, Status.CANCELLED, now)
         _save(case, now)
-        audit.record(actor=actor, verb="escalation.cancelled", case=case, now=now,
-                     data={"reason": case.cancel_reason, "by_agent": case.cancelled_by_agent})
+        audit.record(
+            actor=actor,
+            verb="escalation.cancelled",
+            case=case,
+            now=now,
+            data={"reason": case.cancel_reason, "by_agent": case.cancelled_by_agent},
+        )
     return case
 
 
@@ -521,13 +612,19 @@ def expire(*, case_id, now: datetime | None = None) -> Escalation | None:
             return None
         _close(case, Status.EXPIRED, now)
         _save(case, now)
-        audit.record(actor=Actor.system(), verb="escalation.expired", case=case, now=now,
-                     data={"expires_at": case.expires_at.isoformat()})
+        audit.record(
+            actor=Actor.system(),
+            verb="escalation.expired",
+            case=case,
+            now=now,
+            data={"expires_at": case.expires_at.isoformat()},
+        )
     return case
 
 
-def append_context(*, actor: Actor, case_id, note: str = "", data: dict | None = None,
-                   now: datetime | None = None) -> ContextUpdate:
+def append_context(
+    *, actor: Actor, case_id, note: str = "", data: dict | None = None, now: datetime | None = None
+) -> ContextUpdate:
     """An agent adds to an open or claimed case; reviewers see it at once."""
     now = now or timezone.now()
     data = data or {}
@@ -535,12 +632,18 @@ def append_context(*, actor: Actor, case_id, note: str = "", data: dict | None =
         case = _lock(case_id)
         _require_own_case(actor, case)
         _require_active(case, "add context to")
-        update = ContextUpdate.objects.create(escalation=case, note=note, data=data,
-                                              created_at=now)
+        update = ContextUpdate.objects.create(escalation=case, note=note, data=data, created_at=now)
         _save(case, now)
-        audit.record(actor=actor, verb="escalation.context_added", case=case, now=now,
-                     data={"update_id": update.pk,
-                           "content_sha256": content_hash({"note": note, "data": data})})
+        audit.record(
+            actor=actor,
+            verb="escalation.context_added",
+            case=case,
+            now=now,
+            data={
+                "update_id": update.pk,
+                "content_sha256": content_hash({"note": note, "data": data}),
+            },
+        )
     return update
 
 
@@ -549,18 +652,26 @@ def redact(*, actor: Actor, case_id, reason: str, now: datetime | None = None) -
     Audit events hold only hashes of that data, so the chain stays valid."""
     now = now or timezone.now()
     if not reason.strip():
-        raise TransitionError("a redaction needs a reason", code="invalid",
-                              fields={"reason": "required"})
+        raise TransitionError(
+            "a redaction needs a reason", code="invalid", fields={"reason": "required"}
+        )
     with transaction.atomic():
         case = _lock(case_id)
         marker = {**REDACTED, "at": now.isoformat(), "reason": reason[:500]}
-        previous = {"context_sha256": content_hash(case.context),
-                    "metadata_sha256": content_hash(case.metadata)}
+        previous = {
+            "context_sha256": content_hash(case.context),
+            "metadata_sha256": content_hash(case.metadata),
+        }
         case.context = marker
         case.metadata = marker
         case.redacted_at = now
         _save(case, now)
         case.context_updates.update(note="", data=marker)
-        audit.record(actor=actor, verb="escalation.redacted", case=case, now=now,
-                     data={"reason": reason[:500], **previous})
+        audit.record(
+            actor=actor,
+            verb="escalation.redacted",
+            case=case,
+            now=now,
+            data={"reason": reason[:500], **previous},
+        )
     return case

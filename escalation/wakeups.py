@@ -45,8 +45,9 @@ class Subscription:
             await asyncio.sleep(timeout)
             return False
         try:
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True,
-                                                     timeout=timeout)
+            message = await self._pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=timeout
+            )
         except Exception as exc:  # noqa: BLE001 - Redis went away: poll instead
             log.warning("wake-up subscription lost: %s", exc)
             self._pubsub = None

@@ -7,7 +7,14 @@ import pytest
 
 from accounts.models import Role
 from escalation.audit import Actor
-from tests.factories import AgentFactory, QueueFactory, TeamFactory, UserFactory, add_member, make_case
+from tests.factories import (
+    AgentFactory,
+    QueueFactory,
+    TeamFactory,
+    UserFactory,
+    add_member,
+    make_case,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ import threading
 import time
 import uuid
 
+from django.db import connection
+
 
 class TcpProxy:
     """Forward 127.0.0.1:<port> to a target; stop() refuses new connections and cuts live ones."""
@@ -111,3 +113,24 @@ def celery_broker(url: str):
         else:
             os.environ["CELERY_BROKER_URL"] = saved_env
         app._after_fork()
+
+
+TRIGGER = "escalation_auditevent_append_only"
+
+
+@contextlib.contextmanager
+def tampering():
+    """What an attacker with table-owner rights does first on PostgreSQL: switch off the
+    append-only trigger. (SQLite has no trigger to switch off.)"""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # ALTER TABLE is refused while deferred foreign-key checks are pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(f"ALTER TABLE escalation_auditevent DISABLE TRIGGER {TRIGGER}")
+    try:
+        yield
+    finally:
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute(f"ALTER TABLE escalation_auditevent ENABLE ALWAYS TRIGGER {TRIGGER}")

@@ -30,8 +30,9 @@ def test_health_endpoints_refuse_other_methods(client):
     assert client.post("/metrics").status_code == 405
 
 
-def test_metrics_report_depth_and_oldest_open_age_per_queue(client, agent, refunds, support,
-                                                            as_alice):
+def test_metrics_report_depth_and_oldest_open_age_per_queue(
+    client, agent, refunds, support, as_alice
+):
     old = make_case(agent=agent, queue=refunds, now=timezone.now() - timedelta(minutes=10))
     make_case(agent=agent, queue=refunds)
     transitions.claim(actor=as_alice, case_id=make_case(agent=agent, queue=refunds).pk)
@@ -42,8 +43,11 @@ def test_metrics_report_depth_and_oldest_open_age_per_queue(client, agent, refun
     assert 'handoff_queue_depth{queue="refunds",status="open"} 2.0' in text
     assert 'handoff_queue_depth{queue="refunds",status="claimed"} 1.0' in text
     assert 'handoff_queue_depth{queue="support",status="open"} 0.0' in text
-    age_line = next(line for line in text.splitlines()
-                    if line.startswith('handoff_queue_oldest_open_age_seconds{queue="refunds"}'))
+    age_line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('handoff_queue_oldest_open_age_seconds{queue="refunds"}')
+    )
     age = float(age_line.split()[-1])
     assert 600 <= age < 700, old
 

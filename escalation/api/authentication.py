@@ -10,8 +10,8 @@ from django.utils import timezone
 from rest_framework import authentication, permissions, throttling
 
 from escalation.api.errors import ApiError
-from handoff.redis import get_redis, key_prefix
 from escalation.models import Agent, AgentKey
+from handoff.redis import get_redis, key_prefix
 
 log = logging.getLogger("handoff.api")
 
@@ -46,8 +46,12 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
             return None  # NotAuthenticated -> 401 with WWW-Authenticate
         key = authenticate_key(header)
         if key is None:
-            raise ApiError(401, "unauthenticated", "missing, unknown or revoked API key",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "missing, unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return key.agent, key
 
     def authenticate_header(self, request) -> str:
@@ -103,8 +107,9 @@ def take_token(agent: Agent, now: float | None = None) -> float:
         _local_buckets[agent.pk] = (tokens, now)
         return (1 - tokens) / rate
     try:
-        allowed, wait = client.eval(_BUCKET_LUA, 1, f"{key_prefix()}:rate:{agent.pk}", rate,
-                                    burst, now)
+        allowed, wait = client.eval(
+            _BUCKET_LUA, 1, f"{key_prefix()}:rate:{agent.pk}", rate, burst, now
+        )
     except Exception as exc:  # noqa: BLE001 - Redis down or slow: let the request through
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return 0.0

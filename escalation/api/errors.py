@@ -35,8 +35,13 @@ def envelope(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": error}
 
 
-def error_response(status_code: int, code: str, message: str, fields: dict | None = None,
-                   headers: dict | None = None) -> JsonResponse:
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    fields: dict | None = None,
+    headers: dict | None = None,
+) -> JsonResponse:
     """For plain Django views (long-poll, middleware, handlers) outside DRF."""
     response = JsonResponse(envelope(code, message, fields), status=status_code)
     for name, value in (headers or {}).items():
@@ -47,8 +52,14 @@ def error_response(status_code: int, code: str, message: str, fields: dict | Non
 class ApiError(exceptions.APIException):
     """An API error with its own code, status and optional headers."""
 
-    def __init__(self, status_code: int, code: str, message: str, fields: dict | None = None,
-                 headers: dict | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        fields: dict | None = None,
+        headers: dict | None = None,
+    ) -> None:
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.error_code = code
@@ -83,17 +94,18 @@ _CODES = {
 
 def exception_handler(exc, context) -> Response:
     if isinstance(exc, ApiError):
-        response = Response(envelope(exc.error_code, exc.message, exc.fields),
-                            status=exc.status_code)
+        response = Response(
+            envelope(exc.error_code, exc.message, exc.fields), status=exc.status_code
+        )
         for name, value in exc.headers.items():
             response[name] = value
         return response
     if isinstance(exc, TransitionError):
-        return Response(envelope(exc.code, exc.message, exc.fields),
-                        status=TRANSITION_STATUS.get(exc.code, 409))
+        return Response(
+            envelope(exc.code, exc.message, exc.fields), status=TRANSITION_STATUS.get(exc.code, 409)
+        )
     if isinstance(exc, RequestDataTooBig):
-        return Response(envelope("body_too_large", "the request body is over 1 MiB"),
-                        status=413)
+        return Response(envelope("body_too_large", "the request body is over 1 MiB"), status=413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -109,8 +121,10 @@ def exception_handler(exc, context) -> Response:
     response = drf_exception_handler(exc, context)
     if response is None:
         log.exception("unhandled API error", exc_info=exc)
-        return Response(envelope("server_error", "something went wrong on our side"),
-                        status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return Response(
+            envelope("server_error", "something went wrong on our side"),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     code = next((c for cls, (c, _) in _CODES.items() if isinstance(exc, cls)), "error")
     message = _flatten(exc.detail) if hasattr(exc, "detail") else str(exc)
     response.data = envelope(code, message if isinstance(message, str) else str(message))

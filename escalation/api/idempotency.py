@@ -41,32 +41,48 @@ def _try_lock(agent: Agent, key: str) -> bool:
 
 def check_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise ApiError(400, "invalid", "Idempotency-Key must be 1-255 printable characters",
-                       fields={"Idempotency-Key": "1-255 printable characters"})
+        raise ApiError(
+            400,
+            "invalid",
+            "Idempotency-Key must be 1-255 printable characters",
+            fields={"Idempotency-Key": "1-255 printable characters"},
+        )
     return key
 
 
-def run_once(agent: Agent, key: str, body, create: Callable[[], tuple[int, dict]]
-             ) -> tuple[int, dict, bool]:
+def run_once(
+    agent: Agent, key: str, body, create: Callable[[], tuple[int, dict]]
+) -> tuple[int, dict, bool]:
     """(status, body, replayed). `create` runs at most once per (agent, key, 24 h)."""
     digest = request_hash(body)
     now = timezone.now()
     with transaction.atomic():
         if not _try_lock(agent, key):
-            raise ApiError(409, "idempotency_key_in_use",
-                           "a request with this Idempotency-Key is still in flight",
-                           headers={"Retry-After": "1"})
+            raise ApiError(
+                409,
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still in flight",
+                headers={"Retry-After": "1"},
+            )
         record = IdempotencyRecord.objects.filter(agent=agent, key=key).first()
         if record is not None and record.created_at > now - KEY_TTL:
             if record.request_hash != digest:
-                raise ApiError(422, "idempotency_key_reused",
-                               "this Idempotency-Key was used with a different body")
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different body",
+                )
             return record.status_code, record.response_body, True
         status, response_body = create()
         IdempotencyRecord.objects.update_or_create(
-            agent=agent, key=key,
-            defaults={"request_hash": digest, "status_code": status,
-                      "response_body": response_body, "created_at": now},
+            agent=agent,
+            key=key,
+            defaults={
+                "request_hash": digest,
+                "status_code": status,
+                "response_body": response_body,
+                "created_at": now,
+            },
         )
         return status, response_body, False
 

@@ -58,20 +58,36 @@ def _parse_wait(raw: str | None) -> int | None:
 @never_cache
 async def wait_for_resolution(request: HttpRequest, case_id: str) -> JsonResponse:
     if request.method != "GET":
-        return error_response(405, "method_not_allowed", f"method {request.method} not allowed",
-                              headers={"Allow": "GET"})
+        return error_response(
+            405,
+            "method_not_allowed",
+            f"method {request.method} not allowed",
+            headers={"Allow": "GET"},
+        )
     header = request.headers.get("Authorization", "")
     agent, retry_after = await sync_to_async(_authenticate)(header) if header else (None, 0.0)
     if agent is None:
-        return error_response(401, "unauthenticated", "missing, unknown or revoked API key",
-                              headers={"WWW-Authenticate": "Bearer"})
+        return error_response(
+            401,
+            "unauthenticated",
+            "missing, unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if retry_after:
-        return error_response(429, "rate_limited", "rate limited; retry later",
-                              headers={"Retry-After": str(max(1, round(retry_after + 0.5)))})
+        return error_response(
+            429,
+            "rate_limited",
+            "rate limited; retry later",
+            headers={"Retry-After": str(max(1, round(retry_after + 0.5)))},
+        )
     wait = _parse_wait(request.GET.get("wait"))
     if wait is None:
-        return error_response(400, "invalid", f"wait must be 0..{MAX_WAIT} seconds",
-                              fields={"wait": f"an integer from 0 to {MAX_WAIT}"})
+        return error_response(
+            400,
+            "invalid",
+            f"wait must be 0..{MAX_WAIT} seconds",
+            fields={"wait": f"an integer from 0 to {MAX_WAIT}"},
+        )
     try:
         import uuid
 

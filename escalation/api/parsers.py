@@ -65,8 +65,9 @@ def check_value(value) -> None:
 
 def loads_strict(raw: bytes | str):
     try:
-        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float,
-                           parse_int=_parse_int)
+        value = json.loads(
+            raw, parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int
+        )
     except BadJSON:
         raise
     except RecursionError:

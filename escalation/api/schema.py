@@ -15,8 +15,9 @@ ErrorSerializer = inline_serializer(
             fields={
                 "code": serializers.CharField(),
                 "message": serializers.CharField(),
-                "fields": serializers.DictField(required=False,
-                                                help_text="per-field messages (400 only)"),
+                "fields": serializers.DictField(
+                    required=False, help_text="per-field messages (400 only)"
+                ),
             },
         )
     },
@@ -49,29 +50,47 @@ def add_long_poll(result, generator, request, public):
             "operationId": "wait_for_resolution",
             "summary": "Long-poll for a terminal state",
             "description": "Answers 200 with the case as soon as it is resolved, cancelled or "
-                           "expired, or 202 with the case when `wait` seconds pass first.",
+            "expired, or 202 with the case when `wait` seconds pass first.",
             "tags": ["api"],
             "security": [{"bearerAuth": []}],
             "parameters": [
-                {"name": "id", "in": "path", "required": True,
-                 "schema": {"type": "string", "format": "uuid"}},
-                {"name": "wait", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 30, "default": 0},
-                 "description": "seconds to wait, at most 30"},
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 30, "default": 0},
+                    "description": "seconds to wait, at most 30",
+                },
             ],
             "responses": {
-                "200": {"description": "terminal",
-                        "content": {"application/json": {"schema": case_ref}}},
-                "202": {"description": "still open or claimed after the wait",
-                        "content": {"application/json": {"schema": case_ref}}},
-                **{str(code): {"description": ERRORS[code],
-                               "content": {"application/json": {"schema": error_ref}}}
-                   for code in (400, 401, 404, 405, 500)},
+                "200": {
+                    "description": "terminal",
+                    "content": {"application/json": {"schema": case_ref}},
+                },
+                "202": {
+                    "description": "still open or claimed after the wait",
+                    "content": {"application/json": {"schema": case_ref}},
+                },
+                **{
+                    str(code): {
+                        "description": ERRORS[code],
+                        "content": {"application/json": {"schema": error_ref}},
+                    }
+                    for code in (400, 401, 404, 405, 500)
+                },
             },
         }
     }
     result.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
-        "type": "http", "scheme": "bearer"}
+        "type": "http",
+        "scheme": "bearer",
+    }
     return result
 
 
@@ -80,5 +99,8 @@ class AgentKeyScheme(OpenApiAuthenticationExtension):
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer",
-                "description": "an agent API key: hnd_XXXXXXXX_…"}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an agent API key: hnd_XXXXXXXX_…",
+        }

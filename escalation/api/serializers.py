@@ -7,19 +7,21 @@ from django.conf import settings
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
-from escalation.models import ContextUpdate, Escalation, Priority, Queue, Status
 from escalation import sla
+from escalation.models import ContextUpdate, Escalation, Priority, Queue, Status
 
 
 class StrictSerializer(serializers.Serializer):
     """Unknown fields are a 400 naming them."""
 
     def validate(self, attrs):
-        unknown = set(self.initial_data) - set(self.fields) if isinstance(
-            self.initial_data, dict) else set()
+        unknown = (
+            set(self.initial_data) - set(self.fields)
+            if isinstance(self.initial_data, dict)
+            else set()
+        )
         if unknown:
-            raise serializers.ValidationError(
-                {name: "unknown field" for name in sorted(unknown)})
+            raise serializers.ValidationError({name: "unknown field" for name in sorted(unknown)})
         return attrs
 
     def to_internal_value(self, data):
@@ -65,22 +67,25 @@ class CreateEscalationSerializer(StrictSerializer):
     summary = StrictCharField(min_length=1, max_length=200, trim_whitespace=False)
     confidence = StrictFloatField(min_value=0.0, max_value=1.0)
     priority = serializers.ChoiceField(choices=Priority.values, default=Priority.NORMAL)
-    reason = serializers.RegexField(r"^[a-z0-9_-]{0,64}$", required=False, default="",
-                                    allow_blank=True,
-                                    error_messages={"invalid": "must be a slug like low_confidence"})
+    reason = serializers.RegexField(
+        r"^[a-z0-9_-]{0,64}$",
+        required=False,
+        default="",
+        allow_blank=True,
+        error_messages={"invalid": "must be a slug like low_confidence"},
+    )
     context = JSONObjectField()
     proposed_action = JSONObjectField(required=False, allow_null=True, default=None)
     external_id = StrictCharField(max_length=255, required=False, default="", allow_blank=True)
     metadata = JSONObjectField(required=False, default=dict)
-    callback_url = CallbackURLField(max_length=2000, required=False, default="",
-                                    allow_blank=True)
-    agent_version = StrictCharField(max_length=100, required=False, default="",
-                                    allow_blank=True)
+    callback_url = CallbackURLField(max_length=2000, required=False, default="", allow_blank=True)
+    agent_version = StrictCharField(max_length=100, required=False, default="", allow_blank=True)
 
 
 class ContextUpdateInputSerializer(StrictSerializer):
-    note = StrictCharField(max_length=10_000, required=False, default="", allow_blank=True,
-                           trim_whitespace=False)
+    note = StrictCharField(
+        max_length=10_000, required=False, default="", allow_blank=True, trim_whitespace=False
+    )
     data = JSONObjectField(required=False, default=dict)
 
 
@@ -107,10 +112,28 @@ class EscalationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Escalation
         fields = [
-            "id", "status", "queue", "priority", "confidence", "summary", "reason", "context",
-            "proposed_action", "external_id", "metadata", "agent_version",
-            "created_at", "updated_at", "claim_due_at", "resolve_due_at", "claim_breached_at",
-            "resolve_breached_at", "expires_at", "cancel_reason", "resolution", "url",
+            "id",
+            "status",
+            "queue",
+            "priority",
+            "confidence",
+            "summary",
+            "reason",
+            "context",
+            "proposed_action",
+            "external_id",
+            "metadata",
+            "agent_version",
+            "created_at",
+            "updated_at",
+            "claim_due_at",
+            "resolve_due_at",
+            "claim_breached_at",
+            "resolve_breached_at",
+            "expires_at",
+            "cancel_reason",
+            "resolution",
+            "url",
         ]
 
     def get_resolution(self, case: Escalation) -> dict | None:
@@ -141,14 +164,23 @@ class QueueSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Queue
-        fields = ["slug", "name", "sla", "calendar", "lease_seconds", "expire_after_seconds",
-                  "label_schema"]
+        fields = [
+            "slug",
+            "name",
+            "sla",
+            "calendar",
+            "lease_seconds",
+            "expire_after_seconds",
+            "label_schema",
+        ]
 
     def get_sla(self, queue: Queue) -> dict:
         policy = sla.normalize_policy(queue.sla_policy)
         return {
-            priority: {"claim_seconds": policy[priority]["claim"],
-                       "resolve_seconds": policy[priority]["resolve"]}
+            priority: {
+                "claim_seconds": policy[priority]["claim"],
+                "resolve_seconds": policy[priority]["resolve"],
+            }
             for priority in sla.PRIORITIES
         }
 
@@ -163,10 +195,17 @@ class LabelSerializer(serializers.Serializer):
             "queue": case.queue.slug,
             "external_id": case.external_id,
             "created_at": serializers.DateTimeField().to_representation(case.created_at),
-            "input": {"summary": case.summary, "reason": case.reason, "context": case.context,
-                      "metadata": case.metadata},
-            "agent": {"proposed_action": case.proposed_action, "confidence": case.confidence,
-                      "agent_version": case.agent_version},
+            "input": {
+                "summary": case.summary,
+                "reason": case.reason,
+                "context": case.context,
+                "metadata": case.metadata,
+            },
+            "agent": {
+                "proposed_action": case.proposed_action,
+                "confidence": case.confidence,
+                "agent_version": case.agent_version,
+            },
             "decision": resolution.decision,
             "final_action": resolution.final_action,
             "labels": resolution.labels,

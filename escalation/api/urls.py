@@ -6,12 +6,21 @@ from escalation.api import longpoll, schema, views  # noqa: F401 - schema regist
 urlpatterns = [
     path("escalations", views.EscalationListCreate.as_view(), name="api-escalations"),
     path("escalations/<str:case_id>", views.EscalationDetail.as_view(), name="api-escalation"),
-    path("escalations/<str:case_id>/context", views.EscalationContext.as_view(),
-         name="api-escalation-context"),
-    path("escalations/<str:case_id>/cancel", views.EscalationCancel.as_view(),
-         name="api-escalation-cancel"),
-    path("escalations/<str:case_id>/resolution", longpoll.wait_for_resolution,
-         name="api-escalation-resolution"),
+    path(
+        "escalations/<str:case_id>/context",
+        views.EscalationContext.as_view(),
+        name="api-escalation-context",
+    ),
+    path(
+        "escalations/<str:case_id>/cancel",
+        views.EscalationCancel.as_view(),
+        name="api-escalation-cancel",
+    ),
+    path(
+        "escalations/<str:case_id>/resolution",
+        longpoll.wait_for_resolution,
+        name="api-escalation-resolution",
+    ),
     path("queues", views.QueueList.as_view(), name="api-queues"),
     path("labels", views.LabelList.as_view(), name="api-labels"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from escalation import transitions
 from escalation.api import idempotency
 from escalation.api.errors import ApiError
+from escalation.api.schema import error_responses
 from escalation.api.serializers import (
     CancelInputSerializer,
     ContextUpdateInputSerializer,
@@ -26,7 +27,6 @@ from escalation.api.serializers import (
     case_resource,
 )
 from escalation.audit import Actor
-from escalation.api.schema import error_responses
 from escalation.models import Escalation, Status
 
 JSONL_BATCH = 500
@@ -48,7 +48,8 @@ class LabelPagination(pagination.CursorPagination):
 
 def own_cases(agent) -> QuerySet[Escalation]:
     return Escalation.objects.filter(agent=agent).select_related(
-        "queue", "resolution", "resolution__resolved_by")
+        "queue", "resolution", "resolution__resolved_by"
+    )
 
 
 def own_case(agent, case_id) -> Escalation:
@@ -71,8 +72,12 @@ def _is_uuid(value) -> bool:
 def _parse_time(name: str, value: str):
     parsed = parse_datetime(value) if value else None
     if parsed is None or parsed.tzinfo is None:
-        raise ApiError(400, "invalid", f"{name} must be an ISO 8601 time with a zone",
-                       fields={name: "an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z"})
+        raise ApiError(
+            400,
+            "invalid",
+            f"{name} must be an ISO 8601 time with a zone",
+            fields={name: "an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z"},
+        )
     return parsed
 
 
@@ -83,8 +88,12 @@ def create_case(agent, data: dict) -> Escalation:
     values = dict(body.validated_data)
     queue = agent.allowed_queues().filter(slug=values.pop("queue")).first()
     if queue is None:
-        raise ApiError(403, "queue_not_allowed", "this agent may not post to that queue",
-                       fields={"queue": "not one of this agent's queues"})
+        raise ApiError(
+            403,
+            "queue_not_allowed",
+            "this agent may not post to that queue",
+            fields={"queue": "not one of this agent's queues"},
+        )
     return transitions.create(actor=Actor.for_agent(agent), agent=agent, queue=queue, **values)
 
 
@@ -96,11 +105,19 @@ class EscalationListCreate(generics.GenericAPIView):
         operation_id="create_escalation",
         summary="Create a case",
         request=CreateEscalationSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
-                                     description="Up to 255 characters; replays for 24 h")],
-        responses={201: EscalationSerializer,
-                   200: OpenApiResponse(EscalationSerializer, "Idempotent replay"),
-                   **error_responses(400, 401, 403, 409, 413, 422, 429)},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Up to 255 characters; replays for 24 h",
+            )
+        ],
+        responses={
+            201: EscalationSerializer,
+            200: OpenApiResponse(EscalationSerializer, "Idempotent replay"),
+            **error_responses(400, 401, 403, 409, 413, 422, 429),
+        },
     )
     def post(self, request: Request) -> Response:
         agent = request.user
@@ -113,8 +130,7 @@ class EscalationListCreate(generics.GenericAPIView):
         if key is None:
             code, body = create()
             return Response(body, status=code)
-        code, body, replayed = idempotency.run_once(agent, idempotency.check_key(key), data,
-                                                    create)
+        code, body, replayed = idempotency.run_once(agent, idempotency.check_key(key), data, create)
         if replayed:
             return Response(body, status=200, headers={"Idempotent-Replayed": "true"})
         return Response(body, status=code)
@@ -136,58 +152,77 @@ class EscalationListCreate(generics.GenericAPIView):
         params = request.query_params
         if "status" in params:
             if params["status"] not in Status.values:
-                raise ApiError(400, "invalid", "unknown status",
-                               fields={"status": f"one of {', '.join(Status.values)}"})
+                raise ApiError(
+                    400,
+                    "invalid",
+                    "unknown status",
+                    fields={"status": f"one of {', '.join(Status.values)}"},
+                )
             cases = cases.filter(status=params["status"])
         if "queue" in params:
             cases = cases.filter(queue__slug=params["queue"])
         if "external_id" in params:
             cases = cases.filter(external_id=params["external_id"])
         if "updated_after" in params:
-            cases = cases.filter(updated_at__gt=_parse_time("updated_after",
-                                                            params["updated_after"]))
+            cases = cases.filter(
+                updated_at__gt=_parse_time("updated_after", params["updated_after"])
+            )
         page = self.paginate_queryset(cases)
         return self.get_paginated_response(EscalationSerializer(page, many=True).data)
 
 
 class EscalationDetail(APIView):
-    @extend_schema(operation_id="get_escalation", summary="One case with its resolution",
-                   responses={200: EscalationSerializer, **error_responses(401, 404)})
+    @extend_schema(
+        operation_id="get_escalation",
+        summary="One case with its resolution",
+        responses={200: EscalationSerializer, **error_responses(401, 404)},
+    )
     def get(self, request: Request, case_id) -> Response:
         return Response(case_resource(own_case(request.user, case_id)))
 
 
 class EscalationContext(APIView):
-    @extend_schema(operation_id="append_context", summary="Add context to an open case",
-                   request=ContextUpdateInputSerializer,
-                   responses={201: ContextUpdateSerializer,
-                              **error_responses(400, 401, 404, 409, 413)})
+    @extend_schema(
+        operation_id="append_context",
+        summary="Add context to an open case",
+        request=ContextUpdateInputSerializer,
+        responses={201: ContextUpdateSerializer, **error_responses(400, 401, 404, 409, 413)},
+    )
     def post(self, request: Request, case_id) -> Response:
         case = own_case(request.user, case_id)
         body = ContextUpdateInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        update = transitions.append_context(actor=Actor.for_agent(request.user),
-                                            case_id=case.pk, **body.validated_data)
+        update = transitions.append_context(
+            actor=Actor.for_agent(request.user), case_id=case.pk, **body.validated_data
+        )
         return Response(ContextUpdateSerializer(update).data, status=201)
 
 
 class EscalationCancel(APIView):
-    @extend_schema(operation_id="cancel_escalation", summary="Withdraw a case",
-                   request=CancelInputSerializer,
-                   responses={200: EscalationSerializer, **error_responses(400, 401, 404, 409)})
+    @extend_schema(
+        operation_id="cancel_escalation",
+        summary="Withdraw a case",
+        request=CancelInputSerializer,
+        responses={200: EscalationSerializer, **error_responses(400, 401, 404, 409)},
+    )
     def post(self, request: Request, case_id) -> Response:
         case = own_case(request.user, case_id)
         body = CancelInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        case = transitions.cancel(actor=Actor.for_agent(request.user), case_id=case.pk,
-                                  reason=body.validated_data["reason"])
+        case = transitions.cancel(
+            actor=Actor.for_agent(request.user),
+            case_id=case.pk,
+            reason=body.validated_data["reason"],
+        )
         return Response(case_resource(own_case(request.user, case.pk)))
 
 
 class QueueList(APIView):
-    @extend_schema(operation_id="list_queues",
-                   summary="Queues this agent may post to, with SLA targets and label schema",
-                   responses={200: QueueSerializer(many=True), **error_responses(401)})
+    @extend_schema(
+        operation_id="list_queues",
+        summary="Queues this agent may post to, with SLA targets and label schema",
+        responses={200: QueueSerializer(many=True), **error_responses(401)},
+    )
     def get(self, request: Request) -> Response:
         queues = request.user.allowed_queues().order_by("slug")
         return Response(QueueSerializer(queues, many=True).data)
@@ -202,12 +237,18 @@ class LabelList(generics.GenericAPIView):
         parameters=[
             OpenApiParameter("queue", str, description="queue slug"),
             OpenApiParameter("after", str, description="ISO 8601 time: resolved after it"),
-            OpenApiParameter("format", str, enum=["json", "jsonl"],
-                             description="jsonl streams every matching label as JSON Lines"),
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["json", "jsonl"],
+                description="jsonl streams every matching label as JSON Lines",
+            ),
             OpenApiParameter("limit", int, description="page size, at most 1000"),
         ],
-        responses={200: OpenApiResponse(description="a page of labels, or JSON Lines"),
-                   **error_responses(400, 401)},
+        responses={
+            200: OpenApiResponse(description="a page of labels, or JSON Lines"),
+            **error_responses(400, 401),
+        },
     )
     def get(self, request: Request) -> Response | StreamingHttpResponse:
         labels = own_cases(request.user).filter(status=Status.RESOLVED)
@@ -215,14 +256,16 @@ class LabelList(generics.GenericAPIView):
         if params.get("queue"):
             labels = labels.filter(queue__slug=params["queue"])
         if params.get("after"):
-            labels = labels.filter(resolution__resolved_at__gt=_parse_time("after",
-                                                                           params["after"]))
+            labels = labels.filter(
+                resolution__resolved_at__gt=_parse_time("after", params["after"])
+            )
         fmt = params.get("format", "json")
         if fmt == "jsonl":
             return stream_jsonl(request, labels)
         if fmt != "json":
-            raise ApiError(400, "invalid", "format must be json or jsonl",
-                           fields={"format": "json or jsonl"})
+            raise ApiError(
+                400, "invalid", "format must be json or jsonl", fields={"format": "json or jsonl"}
+            )
         page = self.paginate_queryset(labels)
         return self.get_paginated_response([LabelSerializer(c).data for c in page])
 
@@ -244,14 +287,18 @@ def stream_jsonl(request, cases: QuerySet[Escalation]) -> StreamingHttpResponse:
     def batch_after(last) -> tuple[list[str], tuple | None]:
         rows = cases
         if last is not None:
-            rows = rows.filter(Q(resolution__resolved_at__gt=last[0])
-                               | Q(resolution__resolved_at=last[0], pk__gt=last[1]))
+            rows = rows.filter(
+                Q(resolution__resolved_at__gt=last[0])
+                | Q(resolution__resolved_at=last[0], pk__gt=last[1])
+            )
         batch = list(rows.order_by("resolution__resolved_at", "pk")[:JSONL_BATCH])
         if not batch:
             return [], None
         tail = batch[-1]
-        return ([canonical_json(LabelSerializer(c).data) + "\n" for c in batch],
-                (tail.resolution.resolved_at, tail.pk))
+        return (
+            [canonical_json(LabelSerializer(c).data) + "\n" for c in batch],
+            (tail.resolution.resolved_at, tail.pk),
+        )
 
     def sync_lines():
         last = None

@@ -21,7 +21,10 @@ class AuditEvent(models.Model):
     # Plain foreign keys, no cascades: rows they point at are deactivated, never deleted, and a
     # name snapshot keeps the entry readable whatever happens to them.
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     actor_agent = models.ForeignKey(
@@ -30,7 +33,10 @@ class AuditEvent(models.Model):
     actor_name = models.CharField(max_length=150)
     verb = models.CharField(max_length=64)
     escalation = models.ForeignKey(
-        "escalation.Escalation", null=True, blank=True, on_delete=models.PROTECT,
+        "escalation.Escalation",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="audit_events",
     )
     queue = models.ForeignKey(

@@ -119,8 +119,9 @@ class Escalation(models.Model):
                 name="case_expiry_idx",
                 condition=Q(status__in=["open", "claimed"]),
             ),
-            models.Index(fields=["routed_at"], name="case_unrouted_idx",
-                         condition=Q(routed_at__isnull=True)),
+            models.Index(
+                fields=["routed_at"], name="case_unrouted_idx", condition=Q(routed_at__isnull=True)
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -129,8 +130,11 @@ class Escalation(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(status="claimed")
-                | (Q(claimed_by__isnull=False) & Q(claim_token__isnull=False)
-                   & Q(lease_expires_at__isnull=False)),
+                | (
+                    Q(claimed_by__isnull=False)
+                    & Q(claim_token__isnull=False)
+                    & Q(lease_expires_at__isnull=False)
+                ),
                 name="case_claimed_has_holder",
             ),
         ]
@@ -191,12 +195,13 @@ class ContextUpdate(models.Model):
 
 class Transfer(models.Model):
     escalation = models.ForeignKey(Escalation, on_delete=models.PROTECT, related_name="transfers")
-    from_queue = models.ForeignKey(
-        "escalation.Queue", on_delete=models.PROTECT, related_name="+"
-    )
+    from_queue = models.ForeignKey("escalation.Queue", on_delete=models.PROTECT, related_name="+")
     to_queue = models.ForeignKey("escalation.Queue", on_delete=models.PROTECT, related_name="+")
     by_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     reason = models.CharField(max_length=500, blank=True)

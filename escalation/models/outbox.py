@@ -14,7 +14,10 @@ from django.utils import timezone
 class OutboxItem(models.Model):
     kind = models.CharField(max_length=40)
     escalation = models.ForeignKey(
-        "escalation.Escalation", null=True, blank=True, on_delete=models.PROTECT,
+        "escalation.Escalation",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     payload = models.JSONField(default=dict, blank=True)
@@ -30,7 +33,9 @@ class OutboxItem(models.Model):
     class Meta:
         indexes = [
             models.Index(
-                fields=["available_at"], name="outbox_pending_idx", condition=Q(done_at__isnull=True)
+                fields=["available_at"],
+                name="outbox_pending_idx",
+                condition=Q(done_at__isnull=True),
             )
         ]
 

@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 from django.db import DatabaseError, connection, transaction
 
 from escalation import audit, transitions
 from escalation.audit import Actor
 from escalation.models import AuditChainHead, AuditEvent
+from tests.support import tampering
 
 pytestmark = pytest.mark.django_db
-
-TRIGGER = "escalation_auditevent_append_only"
-
-
-@contextlib.contextmanager
-def tampering():
-    """What an attacker with table-owner rights does first on PostgreSQL: switch off the
-    append-only trigger. (SQLite has no trigger to switch off.)"""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # ALTER TABLE is refused while deferred foreign-key checks are pending.
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute(f"ALTER TABLE escalation_auditevent DISABLE TRIGGER {TRIGGER}")
-    try:
-        yield
-    finally:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                cursor.execute(
-                    f"ALTER TABLE escalation_auditevent ENABLE ALWAYS TRIGGER {TRIGGER}"
-                )
 
 
 @pytest.fixture
@@ -125,7 +102,8 @@ def test_a_rewritten_chain_is_caught_by_the_checkpoint(history):
             event.prev_hash = prev
             event.hash = audit.hash_of(event)
             AuditEvent.objects.filter(seq=event.seq).update(
-                actor_name=event.actor_name, prev_hash=event.prev_hash, hash=event.hash)
+                actor_name=event.actor_name, prev_hash=event.prev_hash, hash=event.hash
+            )
             prev = event.hash
     AuditChainHead.objects.filter(pk=1).update(hash=prev)
     assert audit.verify_chain().ok
@@ -137,21 +115,28 @@ def test_a_matching_checkpoint_passes(history):
     assert audit.verify_chain(checkpoint=(3, history[2].hash)).ok
 
 
-@pytest.mark.parametrize("text", ["", "12", "x:abc", "0:" + "a" * 64, "5:" + "g" * 64,
-                                  "5:" + "a" * 63])
+@pytest.mark.parametrize(
+    "text", ["", "12", "x:abc", "0:" + "a" * 64, "5:" + "g" * 64, "5:" + "a" * 63]
+)
 def test_malformed_checkpoints_are_refused(text):
     with pytest.raises(ValueError):
         audit.parse_checkpoint(text)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger is PostgreSQL's")
-@pytest.mark.parametrize("statement", [
-    "UPDATE escalation_auditevent SET actor_name = 'mallory' WHERE seq = 1",
-    "DELETE FROM escalation_auditevent WHERE seq = 1",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE escalation_auditevent SET actor_name = 'mallory' WHERE seq = 1",
+        "DELETE FROM escalation_auditevent WHERE seq = 1",
+    ],
+)
 def test_the_database_refuses_update_and_delete_of_audit_rows(history, statement):
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), \
-            connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(statement)
     assert AuditEvent.objects.get(seq=1).actor_name == history[0].actor_name
 

@@ -40,8 +40,10 @@ def test_a_case_created_while_the_broker_is_down_is_routed_when_it_is_back(
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.HANDOFF_OUTBOX_GRACE_SECONDS = 0
     refunds.routing_rules = [
-        {"when": {"field": "metadata.tier", "op": "eq", "value": "gold"},
-         "then": {"priority": "high"}}
+        {
+            "when": {"field": "metadata.tier", "op": "eq", "value": "gold"},
+            "then": {"priority": "high"},
+        }
     ]
     refunds.save()
     with celery_broker(f"redis://127.0.0.1:{proxy.port}/12") as app:

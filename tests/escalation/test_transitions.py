@@ -43,6 +43,7 @@ def assert_refused(code: str, fn, **kwargs):
 
 # --- create ----------------------------------------------------------------------------------
 
+
 def test_create_opens_a_case_with_due_times_an_audit_event_and_a_routing_job(agent, refunds):
     case = make_case(agent=agent, queue=refunds, priority="high")
     assert case.status == Status.OPEN
@@ -81,10 +82,13 @@ def test_create_refuses_an_unknown_priority(agent, refunds):
 
 # --- routing ---------------------------------------------------------------------------------
 
+
 def test_routing_raises_priority_and_recomputes_due_times_from_arrival(agent, refunds):
     refunds.routing_rules = [
-        {"when": {"field": "metadata.tier", "op": "eq", "value": "gold"},
-         "then": {"priority": "urgent"}}
+        {
+            "when": {"field": "metadata.tier", "op": "eq", "value": "gold"},
+            "then": {"priority": "urgent"},
+        }
     ]
     refunds.save()
     case = make_case(agent=agent, queue=refunds, metadata={"tier": "gold"})
@@ -99,8 +103,10 @@ def test_routing_raises_priority_and_recomputes_due_times_from_arrival(agent, re
 
 def test_routing_to_another_queue_moves_the_case_there(agent, refunds, compliance):
     refunds.routing_rules = [
-        {"when": {"field": "reason", "op": "eq", "value": "policy"},
-         "then": {"queue": "compliance"}}
+        {
+            "when": {"field": "reason", "op": "eq", "value": "policy"},
+            "then": {"queue": "compliance"},
+        }
     ]
     refunds.save()
     case = make_case(agent=agent, queue=refunds, reason="policy")
@@ -128,8 +134,9 @@ def test_routing_to_an_unknown_queue_is_recorded_and_ignored(agent, refunds):
     assert "nowhere" in event.data["ignored"]
 
 
-def test_urgent_routing_emails_the_queue_team(agent, refunds, alice, bob, mailoutbox,
-                                              django_capture_on_commit_callbacks):
+def test_urgent_routing_emails_the_queue_team(
+    agent, refunds, alice, bob, mailoutbox, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         case = make_case(agent=agent, queue=refunds, priority="urgent")
     # route ran after commit (eager outbox), and queued the e-mail, which also ran.
@@ -143,6 +150,7 @@ def test_urgent_routing_emails_the_queue_team(agent, refunds, alice, bob, mailou
 
 # --- claim -----------------------------------------------------------------------------------
 
+
 def test_claim_gives_a_lease_and_a_claim_token(case, as_alice, alice):
     now = timezone.now()
     claimed = transitions.claim(actor=as_alice, case_id=case.pk, now=now)
@@ -154,14 +162,12 @@ def test_claim_gives_a_lease_and_a_claim_token(case, as_alice, alice):
 
 
 def test_a_claimed_case_cannot_be_claimed_by_another_reviewer(claimed, as_bob):
-    err = assert_refused("illegal_transition", transitions.claim, actor=as_bob,
-                         case_id=claimed.pk)
+    err = assert_refused("illegal_transition", transitions.claim, actor=as_bob, case_id=claimed.pk)
     assert "alice" in err.message
 
 
 def test_an_outsider_cannot_claim(case, outsider):
-    assert_refused("forbidden", transitions.claim, actor=Actor.for_user(outsider),
-                   case_id=case.pk)
+    assert_refused("forbidden", transitions.claim, actor=Actor.for_user(outsider), case_id=case.pk)
 
 
 def test_a_reviewer_of_another_team_cannot_claim(agent, compliance, as_alice):
@@ -170,8 +176,12 @@ def test_a_reviewer_of_another_team_cannot_claim(agent, compliance, as_alice):
 
 
 def test_claiming_an_unknown_case_is_not_found(as_alice):
-    assert_refused("not_found", transitions.claim, actor=as_alice,
-                   case_id="00000000-0000-0000-0000-000000000000")
+    assert_refused(
+        "not_found",
+        transitions.claim,
+        actor=as_alice,
+        case_id="00000000-0000-0000-0000-000000000000",
+    )
 
 
 def test_a_case_whose_lease_ran_out_can_be_claimed_by_someone_else(claimed, as_bob, bob):
@@ -187,13 +197,14 @@ def test_agents_cannot_claim(case, as_agent):
 
 # --- claim next ------------------------------------------------------------------------------
 
+
 def test_claim_next_takes_breached_before_at_risk_before_fresh(agent, refunds, as_alice):
     now = timezone.now()
     fresh = make_case(agent=agent, queue=refunds, priority="urgent", now=now)
-    at_risk = make_case(agent=agent, queue=refunds, priority="low",
-                        now=now - timedelta(hours=3, minutes=30))
-    breached = make_case(agent=agent, queue=refunds, priority="low",
-                         now=now - timedelta(hours=5))
+    at_risk = make_case(
+        agent=agent, queue=refunds, priority="low", now=now - timedelta(hours=3, minutes=30)
+    )
+    breached = make_case(agent=agent, queue=refunds, priority="low", now=now - timedelta(hours=5))
     order = [transitions.claim_next(actor=as_alice, now=now).pk for _ in range(3)]
     assert order == [breached.pk, at_risk.pk, fresh.pk]
     assert transitions.claim_next(actor=as_alice, now=now) is None
@@ -201,8 +212,9 @@ def test_claim_next_takes_breached_before_at_risk_before_fresh(agent, refunds, a
 
 def test_claim_next_breaks_due_time_ties_by_priority(agent, refunds, as_alice):
     now = timezone.now()
-    refunds.sla_policy = {p: {"claim": 600, "resolve": 3600}
-                          for p in ("urgent", "high", "normal", "low")}
+    refunds.sla_policy = {
+        p: {"claim": 600, "resolve": 3600} for p in ("urgent", "high", "normal", "low")
+    }
     refunds.save()
     low = make_case(agent=agent, queue=refunds, priority="low", now=now)
     high = make_case(agent=agent, queue=refunds, priority="high", now=now)
@@ -224,22 +236,33 @@ def test_claim_next_can_be_limited_to_some_queues(agent, refunds, support, as_al
 
 # --- lease -----------------------------------------------------------------------------------
 
+
 def test_renewing_extends_a_live_lease(claimed, as_alice):
     later = claimed.lease_expires_at - timedelta(minutes=1)
-    renewed = transitions.renew_lease(actor=as_alice, case_id=claimed.pk,
-                                      claim_token=claimed.claim_token, now=later)
+    renewed = transitions.renew_lease(
+        actor=as_alice, case_id=claimed.pk, claim_token=claimed.claim_token, now=later
+    )
     assert renewed.lease_expires_at == later + timedelta(minutes=15)
 
 
 def test_a_heartbeat_cannot_revive_an_expired_lease(claimed, as_alice):
-    assert_refused("lease_expired", transitions.renew_lease, actor=as_alice,
-                   case_id=claimed.pk, claim_token=claimed.claim_token,
-                   now=claimed.lease_expires_at)
+    assert_refused(
+        "lease_expired",
+        transitions.renew_lease,
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        now=claimed.lease_expires_at,
+    )
 
 
 def test_lease_expiry_returns_the_case_to_open(claimed):
-    assert transitions.expire_lease(case_id=claimed.pk,
-                                    now=claimed.lease_expires_at - timedelta(seconds=1)) is None
+    assert (
+        transitions.expire_lease(
+            case_id=claimed.pk, now=claimed.lease_expires_at - timedelta(seconds=1)
+        )
+        is None
+    )
     reopened = transitions.expire_lease(case_id=claimed.pk, now=claimed.lease_expires_at)
     assert reopened.status == Status.OPEN and reopened.claimed_by is None
     assert reopened.next_due_at == reopened.claim_due_at
@@ -249,9 +272,11 @@ def test_lease_expiry_returns_the_case_to_open(claimed):
 
 # --- release ---------------------------------------------------------------------------------
 
+
 def test_the_holder_releases_and_the_due_times_stay(claimed, as_alice):
-    released = transitions.release(actor=as_alice, case_id=claimed.pk,
-                                   claim_token=claimed.claim_token)
+    released = transitions.release(
+        actor=as_alice, case_id=claimed.pk, claim_token=claimed.claim_token
+    )
     assert released.status == Status.OPEN and released.claim_token is None
     assert released.claim_due_at == claimed.claim_due_at
     assert verbs(claimed)[-1] == "escalation.released"
@@ -268,8 +293,14 @@ def test_another_reviewer_cannot_release(claimed, as_bob):
 
 
 def test_a_holder_whose_lease_ran_out_cannot_release(claimed, as_alice):
-    assert_refused("lease_expired", transitions.release, actor=as_alice, case_id=claimed.pk,
-                   claim_token=claimed.claim_token, now=claimed.lease_expires_at)
+    assert_refused(
+        "lease_expired",
+        transitions.release,
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        now=claimed.lease_expires_at,
+    )
 
 
 def test_an_open_case_cannot_be_released(case, as_alice):
@@ -278,10 +309,15 @@ def test_an_open_case_cannot_be_released(case, as_alice):
 
 # --- resolve ---------------------------------------------------------------------------------
 
+
 def test_approve_resolves_with_the_proposed_action(claimed, as_alice, alice):
-    done = transitions.resolve(actor=as_alice, case_id=claimed.pk,
-                               claim_token=claimed.claim_token, decision="approve",
-                               note="within policy")
+    done = transitions.resolve(
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="approve",
+        note="within policy",
+    )
     assert done.status == Status.RESOLVED and done.next_due_at is None
     resolution = Resolution.objects.get(escalation=claimed)
     assert resolution.final_action == claimed.proposed_action
@@ -290,18 +326,29 @@ def test_approve_resolves_with_the_proposed_action(claimed, as_alice, alice):
 
 
 def test_modify_needs_a_final_action(claimed, as_alice):
-    err = assert_refused("invalid", transitions.resolve, actor=as_alice, case_id=claimed.pk,
-                         claim_token=claimed.claim_token, decision="modify")
+    err = assert_refused(
+        "invalid",
+        transitions.resolve,
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="modify",
+    )
     assert "final_action" in err.fields
-    done = transitions.resolve(actor=as_alice, case_id=claimed.pk,
-                               claim_token=claimed.claim_token, decision="modify",
-                               final_action={"type": "refund", "amount": 500})
+    done = transitions.resolve(
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="modify",
+        final_action={"type": "refund", "amount": 500},
+    )
     assert done.resolution.final_action == {"type": "refund", "amount": 500}
 
 
 def test_reject_keeps_no_final_action(claimed, as_alice):
-    transitions.resolve(actor=as_alice, case_id=claimed.pk, claim_token=claimed.claim_token,
-                        decision="reject")
+    transitions.resolve(
+        actor=as_alice, case_id=claimed.pk, claim_token=claimed.claim_token, decision="reject"
+    )
     assert Resolution.objects.get(escalation=claimed).final_action is None
 
 
@@ -312,67 +359,123 @@ def test_labels_are_validated_against_the_queue_schema(claimed, as_alice, refund
         "required": ["category"],
     }
     refunds.save()
-    err = assert_refused("invalid", transitions.resolve, actor=as_alice, case_id=claimed.pk,
-                         claim_token=claimed.claim_token, decision="approve",
-                         labels={"category": "other"})
+    err = assert_refused(
+        "invalid",
+        transitions.resolve,
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="approve",
+        labels={"category": "other"},
+    )
     assert "category" in err.fields["labels"]
     assert not Resolution.objects.exists()
-    transitions.resolve(actor=as_alice, case_id=claimed.pk, claim_token=claimed.claim_token,
-                        decision="approve", labels={"category": "fraud"})
+    transitions.resolve(
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="approve",
+        labels={"category": "fraud"},
+    )
     assert Resolution.objects.get().labels == {"category": "fraud"}
 
 
 def test_an_unknown_decision_is_invalid(claimed, as_alice):
-    assert_refused("invalid", transitions.resolve, actor=as_alice, case_id=claimed.pk,
-                   claim_token=claimed.claim_token, decision="maybe")
+    assert_refused(
+        "invalid",
+        transitions.resolve,
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="maybe",
+    )
 
 
-def test_the_claim_fence_refuses_a_resolve_after_the_lease_even_before_any_sweep(claimed,
-                                                                                 as_alice):
+def test_the_claim_fence_refuses_a_resolve_after_the_lease_even_before_any_sweep(claimed, as_alice):
     # Nothing has returned the case to open: its row still says claimed by alice.
-    err = assert_refused("lease_expired", transitions.resolve, actor=as_alice,
-                         case_id=claimed.pk, claim_token=claimed.claim_token,
-                         decision="approve", now=claimed.lease_expires_at + timedelta(seconds=1))
+    err = assert_refused(
+        "lease_expired",
+        transitions.resolve,
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="approve",
+        now=claimed.lease_expires_at + timedelta(seconds=1),
+    )
     assert "claim the case again" in err.message
 
 
 def test_a_stale_claim_token_cannot_resolve_after_a_reclaim(claimed, as_alice):
     later = claimed.lease_expires_at + timedelta(seconds=1)
     reclaimed = transitions.claim(actor=as_alice, case_id=claimed.pk, now=later)
-    assert_refused("not_claim_holder", transitions.resolve, actor=as_alice, case_id=claimed.pk,
-                   claim_token=claimed.claim_token, decision="approve", now=later)
-    transitions.resolve(actor=as_alice, case_id=claimed.pk, claim_token=reclaimed.claim_token,
-                        decision="approve", now=later)
+    assert_refused(
+        "not_claim_holder",
+        transitions.resolve,
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="approve",
+        now=later,
+    )
+    transitions.resolve(
+        actor=as_alice,
+        case_id=claimed.pk,
+        claim_token=reclaimed.claim_token,
+        decision="approve",
+        now=later,
+    )
 
 
 def test_only_the_holder_resolves(claimed, as_bob, as_mona):
-    assert_refused("not_claim_holder", transitions.resolve, actor=as_bob, case_id=claimed.pk,
-                   claim_token=claimed.claim_token, decision="approve")
-    assert_refused("not_claim_holder", transitions.resolve, actor=as_mona, case_id=claimed.pk,
-                   claim_token=None, decision="approve")
+    assert_refused(
+        "not_claim_holder",
+        transitions.resolve,
+        actor=as_bob,
+        case_id=claimed.pk,
+        claim_token=claimed.claim_token,
+        decision="approve",
+    )
+    assert_refused(
+        "not_claim_holder",
+        transitions.resolve,
+        actor=as_mona,
+        case_id=claimed.pk,
+        claim_token=None,
+        decision="approve",
+    )
 
 
 def test_an_open_case_cannot_be_resolved(case, as_alice):
-    assert_refused("not_claim_holder", transitions.resolve, actor=as_alice, case_id=case.pk,
-                   claim_token=None, decision="approve")
+    assert_refused(
+        "not_claim_holder",
+        transitions.resolve,
+        actor=as_alice,
+        case_id=case.pk,
+        claim_token=None,
+        decision="approve",
+    )
 
 
 # --- terminal states refuse everything -------------------------------------------------------
 
+
 @pytest.fixture
 def resolved(claimed, as_alice):
-    return transitions.resolve(actor=as_alice, case_id=claimed.pk,
-                               claim_token=claimed.claim_token, decision="approve")
+    return transitions.resolve(
+        actor=as_alice, case_id=claimed.pk, claim_token=claimed.claim_token, decision="approve"
+    )
 
 
-@pytest.mark.parametrize("move", ["claim", "resolve", "release", "transfer", "cancel",
-                                  "append_context"])
-def test_a_resolved_case_refuses_every_further_move(resolved, move, as_alice, as_agent,
-                                                    support):
+@pytest.mark.parametrize(
+    "move", ["claim", "resolve", "release", "transfer", "cancel", "append_context"]
+)
+def test_a_resolved_case_refuses_every_further_move(resolved, move, as_alice, as_agent, support):
     calls = {
         "claim": (transitions.claim, {"actor": as_alice}),
-        "resolve": (transitions.resolve, {"actor": as_alice, "claim_token": None,
-                                          "decision": "approve"}),
+        "resolve": (
+            transitions.resolve,
+            {"actor": as_alice, "claim_token": None, "decision": "approve"},
+        ),
         "release": (transitions.release, {"actor": as_alice}),
         "transfer": (transitions.transfer, {"actor": as_alice, "to_queue": support}),
         "cancel": (transitions.cancel, {"actor": as_agent, "reason": "dup"}),
@@ -391,16 +494,24 @@ def test_expiry_and_lease_expiry_leave_terminal_cases_alone(resolved):
 
 # --- transfer --------------------------------------------------------------------------------
 
-def test_transfer_drops_the_claim_and_restarts_the_clock_in_the_new_queue(claimed, as_alice,
-                                                                          support):
+
+def test_transfer_drops_the_claim_and_restarts_the_clock_in_the_new_queue(
+    claimed, as_alice, support
+):
     support.sla_policy = {"normal": {"claim": 120, "resolve": 600}}
     support.save()
     from escalation.models import Escalation
 
     Escalation.objects.filter(pk=claimed.pk).update(claim_breached_at=claimed.created_at)
     now = timezone.now()
-    moved = transitions.transfer(actor=as_alice, case_id=claimed.pk, to_queue=support,
-                                 claim_token=claimed.claim_token, reason="wrong team", now=now)
+    moved = transitions.transfer(
+        actor=as_alice,
+        case_id=claimed.pk,
+        to_queue=support,
+        claim_token=claimed.claim_token,
+        reason="wrong team",
+        now=now,
+    )
     assert moved.queue == support and moved.status == Status.OPEN and moved.claimed_by is None
     assert moved.claim_due_at == now + timedelta(minutes=2)
     assert moved.claim_breached_at == claimed.created_at  # breach history stays
@@ -415,21 +526,25 @@ def test_an_open_case_can_be_transferred_without_a_claim(case, as_bob, complianc
 
 
 def test_a_claimed_case_cannot_be_transferred_by_someone_else(claimed, as_bob, support):
-    assert_refused("not_claim_holder", transitions.transfer, actor=as_bob, case_id=claimed.pk,
-                   to_queue=support)
+    assert_refused(
+        "not_claim_holder", transitions.transfer, actor=as_bob, case_id=claimed.pk, to_queue=support
+    )
 
 
 def test_a_manager_can_transfer_a_claimed_case(claimed, as_mona, support):
-    assert transitions.transfer(actor=as_mona, case_id=claimed.pk, to_queue=support).queue \
-        == support
+    assert (
+        transitions.transfer(actor=as_mona, case_id=claimed.pk, to_queue=support).queue == support
+    )
 
 
 def test_transfer_to_the_same_queue_is_invalid(case, as_alice, refunds):
-    assert_refused("invalid", transitions.transfer, actor=as_alice, case_id=case.pk,
-                   to_queue=refunds)
+    assert_refused(
+        "invalid", transitions.transfer, actor=as_alice, case_id=case.pk, to_queue=refunds
+    )
 
 
 # --- cancel ----------------------------------------------------------------------------------
+
 
 def test_the_agent_cancels_its_own_case(case, as_agent):
     done = transitions.cancel(actor=as_agent, case_id=case.pk, reason="customer withdrew")
@@ -438,27 +553,33 @@ def test_the_agent_cancels_its_own_case(case, as_agent):
 
 
 def test_another_agent_cannot_see_the_case_to_cancel_it(case, other_agent):
-    assert_refused("not_found", transitions.cancel, actor=Actor.for_agent(other_agent),
-                   case_id=case.pk, reason="x")
+    assert_refused(
+        "not_found",
+        transitions.cancel,
+        actor=Actor.for_agent(other_agent),
+        case_id=case.pk,
+        reason="x",
+    )
 
 
 def test_a_manager_cancels_with_a_reason(claimed, as_mona):
-    assert_refused("invalid", transitions.cancel, actor=as_mona, case_id=claimed.pk,
-                   reason=" ")
+    assert_refused("invalid", transitions.cancel, actor=as_mona, case_id=claimed.pk, reason=" ")
     done = transitions.cancel(actor=as_mona, case_id=claimed.pk, reason="duplicate")
     assert done.status == Status.CANCELLED and not done.cancelled_by_agent
 
 
 def test_a_reviewer_cannot_cancel(case, as_alice):
-    assert_refused("forbidden", transitions.cancel, actor=as_alice, case_id=case.pk,
-                   reason="spam")
+    assert_refused("forbidden", transitions.cancel, actor=as_alice, case_id=case.pk, reason="spam")
 
 
 # --- expire ----------------------------------------------------------------------------------
 
+
 def test_a_case_expires_at_its_horizon_and_not_before(claimed):
-    assert transitions.expire(case_id=claimed.pk,
-                              now=claimed.expires_at - timedelta(seconds=1)) is None
+    assert (
+        transitions.expire(case_id=claimed.pk, now=claimed.expires_at - timedelta(seconds=1))
+        is None
+    )
     done = transitions.expire(case_id=claimed.pk, now=claimed.expires_at)
     assert done.status == Status.EXPIRED and done.claim_token is None
     assert verbs(claimed)[-1] == "escalation.expired"
@@ -466,22 +587,30 @@ def test_a_case_expires_at_its_horizon_and_not_before(claimed):
 
 # --- context and redaction -------------------------------------------------------------------
 
+
 def test_the_agent_appends_context_to_an_open_case(case, as_agent):
-    update = transitions.append_context(actor=as_agent, case_id=case.pk, note="customer called",
-                                        data={"call": {"minutes": 4}})
+    update = transitions.append_context(
+        actor=as_agent, case_id=case.pk, note="customer called", data={"call": {"minutes": 4}}
+    )
     assert ContextUpdate.objects.get(escalation=case) == update
     event = AuditEvent.objects.filter(escalation=case).last()
     assert event.verb == "escalation.context_added" and "data" not in event.data
 
 
 def test_another_agent_cannot_append_context(case, other_agent):
-    assert_refused("not_found", transitions.append_context,
-                   actor=Actor.for_agent(other_agent), case_id=case.pk, note="x")
+    assert_refused(
+        "not_found",
+        transitions.append_context,
+        actor=Actor.for_agent(other_agent),
+        case_id=case.pk,
+        note="x",
+    )
 
 
 def test_redaction_replaces_personal_data_and_keeps_the_chain_valid(case, as_agent):
-    transitions.append_context(actor=as_agent, case_id=case.pk, note="phone +44 1234",
-                               data={"email": "a@b.c"})
+    transitions.append_context(
+        actor=as_agent, case_id=case.pk, note="phone +44 1234", data={"email": "a@b.c"}
+    )
     done = transitions.redact(actor=Actor.system(), case_id=case.pk, reason="GDPR erasure")
     assert done.context["redacted"] is True and done.metadata["redacted"] is True
     update = ContextUpdate.objects.get(escalation=case)
@@ -491,11 +620,11 @@ def test_redaction_replaces_personal_data_and_keeps_the_chain_valid(case, as_age
 
 
 def test_redaction_needs_a_reason(case):
-    assert_refused("invalid", transitions.redact, actor=Actor.system(), case_id=case.pk,
-                   reason="")
+    assert_refused("invalid", transitions.redact, actor=Actor.system(), case_id=case.pk, reason="")
 
 
 # --- outbox ----------------------------------------------------------------------------------
+
 
 def test_an_outbox_item_runs_once_even_when_delivered_twice(case):
     item = OutboxItem.objects.get(escalation=case, kind="route")
@@ -506,9 +635,9 @@ def test_an_outbox_item_runs_once_even_when_delivered_twice(case):
 
 def test_an_outbox_item_held_by_a_live_worker_is_not_run_again(case):
     item = OutboxItem.objects.get(escalation=case, kind="route")
-    OutboxItem.objects.filter(pk=item.pk).update(
-        locked_until=timezone.now() + timedelta(minutes=1))
+    OutboxItem.objects.filter(pk=item.pk).update(locked_until=timezone.now() + timedelta(minutes=1))
     assert outbox.perform(item.pk) == "skipped"
     OutboxItem.objects.filter(pk=item.pk).update(
-        locked_until=timezone.now() - timedelta(seconds=1))  # its worker died
+        locked_until=timezone.now() - timedelta(seconds=1)
+    )  # its worker died
     assert outbox.perform(item.pk) == "done"
