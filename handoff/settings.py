@@ -256,8 +256,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "handoff": {"handlers": ["console"], "level": env_str("HANDOFF_LOG_LEVEL", "INFO"),
-                    "propagate": False},
+        "handoff": {
+            "handlers": ["console"],
+            "level": env_str("HANDOFF_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
