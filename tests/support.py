@@ -99,10 +99,8 @@ def celery_broker(url: str):
     saved_env = os.environ.get("CELERY_BROKER_URL")
     os.environ["CELERY_BROKER_URL"] = url  # Celery reads this ahead of its own config
     app.conf.broker_url = url
-    app.conf.broker_transport_options = {
-        **saved[1],
-        "global_keyprefix": f"handoff-test-{uuid.uuid4().hex[:12]}:",
-    }
+    prefix = f"handoff-test-{uuid.uuid4().hex[:12]}:"
+    app.conf.broker_transport_options = {**saved[1], "global_keyprefix": prefix}
     app._after_fork()  # drop cached connection and producer pools built for the old URL
     try:
         yield app
@@ -113,6 +111,17 @@ def celery_broker(url: str):
         else:
             os.environ["CELERY_BROKER_URL"] = saved_env
         app._after_fork()
+        _delete_keys(saved_env or url, prefix)
+
+
+def _delete_keys(url: str, prefix: str) -> None:
+    """Remove what this test left in Redis: only keys under its own prefix."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
 
 
 TRIGGER = "escalation_auditevent_append_only"
