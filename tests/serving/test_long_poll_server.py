@@ -1,0 +1,162 @@
+"""The long-poll under the real server (gunicorn + uvicorn worker): waiting agents hold no
+database connection, and a decision wakes them at once.
+
+The server runs with a pool of two connections; twenty long-polls wait at the same time, and a
+create must still go through while they do.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from escalation import transitions
+from escalation.models import AgentKey
+from tests.factories import make_case
+from tests.support import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+WAITERS = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server():
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("needs PostgreSQL")
+    port = _free_port()
+    url = (
+        f"postgres://{quote(db['USER'] or 'postgres')}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}?application_name=handoff-longpoll-test"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DATABASE_POOL_MAX_SIZE": "2",
+        "DATABASE_POOL_MIN_SIZE": "1",
+        "DJANGO_SECRET_KEY": "test-only",
+        "REDIS_URL": settings.REDIS_URL,
+        "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
+    }
+    bin_dir = Path(sys.executable).parent
+    process = subprocess.Popen(
+        [
+            str(bin_dir / "gunicorn"),
+            "handoff.asgi:application",
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+    def up() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(up, timeout=30), "server did not start"
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def server_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'handoff-longpoll-test'"
+        )
+        return cursor.fetchone()[0]
+
+
+def request(
+    port: int, method: str, path: str, key: str, body: dict | None = None, timeout: float = 20
+) -> tuple[int, dict, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    started = time.monotonic()
+    conn.request(method, path, body=json.dumps(body) if body else None, headers=headers)
+    response = conn.getresponse()
+    data = json.loads(response.read() or b"{}")
+    conn.close()
+    return response.status, data, time.monotonic() - started
+
+
+def test_waiting_long_polls_hold_no_connection_and_all_wake_on_the_decision(
+    server, agent, refunds, as_alice
+):
+    _, key = AgentKey.generate(agent)
+    case = make_case(agent=agent, queue=refunds)
+    results: list[tuple[int, dict, float]] = []
+
+    def wait_for_it() -> None:
+        results.append(
+            request(server, "GET", f"/api/v1/escalations/{case.pk}/resolution?wait=25", key)
+        )
+
+    waiters = [threading.Thread(target=wait_for_it) for _ in range(WAITERS)]
+    for thread in waiters:
+        thread.start()
+    time.sleep(1.0)  # let every long-poll reach its wait
+
+    # The pool keeps at least one connection open, and never more than its two, however
+    # many agents wait (>= 1 also proves the count really sees the server's connections).
+    assert 1 <= server_connections() <= 2
+    status, created, elapsed = request(
+        server,
+        "POST",
+        "/api/v1/escalations",
+        key,
+        {
+            "queue": "refunds",
+            "summary": "Still accepting while agents wait",
+            "confidence": 0.9,
+            "context": {},
+        },
+    )
+    assert status == 201, created
+
+    claimed = transitions.claim(actor=as_alice, case_id=case.pk)
+    decided_at = time.monotonic()
+    transitions.resolve(
+        actor=as_alice, case_id=case.pk, claim_token=claimed.claim_token, decision="approve"
+    )
+    for thread in waiters:
+        thread.join(timeout=30)
+
+    assert len(results) == WAITERS
+    assert all(status == 200 and body["status"] == "resolved" for status, body, _ in results)
+    # Every waiter answered well before its 25 s wait: woken by the decision, not the clock.
+    assert time.monotonic() - decided_at < 6
