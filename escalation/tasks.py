@@ -15,3 +15,8 @@ def run_outbox_item(item_id: int) -> str:
 @shared_task(name="escalation.tasks.redrive_outbox", ignore_result=True)
 def redrive_outbox() -> int:
     return sweeps.redrive_outbox()
+
+
+@shared_task(name="escalation.tasks.forget_idempotency_keys", ignore_result=True)
+def forget_idempotency_keys() -> int:
+    return sweeps.forget_idempotency_keys()

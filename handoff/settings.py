@@ -247,6 +247,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "escalation.tasks.redrive_outbox",
         "schedule": float(HANDOFF_OUTBOX_REDRIVE_SECONDS),
     },
+    "forget-idempotency-keys": {
+        "task": "escalation.tasks.forget_idempotency_keys",
+        "schedule": 3600.0,
+    },
 }
 
 LOGGING = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -20,8 +19,8 @@ from django.utils import timezone
 from escalation.api.errors import ApiError
 from escalation.audit import canonical_json
 from escalation.models import Agent, IdempotencyRecord
+from escalation.models.agents import IDEMPOTENCY_TTL
 
-KEY_TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 
 
@@ -65,7 +64,7 @@ def run_once(
                 headers={"Retry-After": "1"},
             )
         record = IdempotencyRecord.objects.filter(agent=agent, key=key).first()
-        if record is not None and record.created_at > now - KEY_TTL:
+        if record is not None and record.created_at > now - IDEMPOTENCY_TTL:
             if record.request_hash != digest:
                 raise ApiError(
                     422,
@@ -85,10 +84,3 @@ def run_once(
             },
         )
         return status, response_body, False
-
-
-def forget_expired(now=None) -> int:
-    """Delete records past their 24 h (periodic)."""
-    now = now or timezone.now()
-    deleted, _ = IdempotencyRecord.objects.filter(created_at__lte=now - KEY_TTL).delete()
-    return deleted

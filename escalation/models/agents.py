@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import string
+from datetime import timedelta
 
 from django.db import models
 from django.utils import timezone
@@ -112,6 +113,9 @@ class AgentKey(models.Model):
                 revoked_at=timezone.now()
             )
         )
+
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class IdempotencyRecord(models.Model):

@@ -641,3 +641,29 @@ def test_an_outbox_item_held_by_a_live_worker_is_not_run_again(case):
         locked_until=timezone.now() - timedelta(seconds=1)
     )  # its worker died
     assert outbox.perform(item.pk) == "done"
+
+
+def test_idempotency_records_are_forgotten_after_24_hours(agent):
+    from escalation import sweeps
+    from escalation.models import IdempotencyRecord
+
+    now = timezone.now()
+    old = IdempotencyRecord.objects.create(
+        agent=agent,
+        key="old",
+        request_hash="x",
+        status_code=201,
+        response_body={},
+        created_at=now - timedelta(hours=24, seconds=1),
+    )
+    fresh = IdempotencyRecord.objects.create(
+        agent=agent,
+        key="fresh",
+        request_hash="x",
+        status_code=201,
+        response_body={},
+        created_at=now - timedelta(hours=23),
+    )
+    assert sweeps.forget_idempotency_keys(now=now) == 1
+    assert not IdempotencyRecord.objects.filter(pk=old.pk).exists()
+    assert IdempotencyRecord.objects.filter(pk=fresh.pk).exists()
