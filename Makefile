@@ -31,18 +31,32 @@ lock:
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/base.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 
-migrate: install
-	$(BIN)/python manage.py migrate --noinput
+# The embedded set-up runs with DJANGO_DEBUG off, so it needs a secret key: made once in
+# var/secret_key, used unless DJANGO_SECRET_KEY is already set.
+var/secret_key: | $(BIN)/python
+	@mkdir -p var
+	@umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+WITH_KEY = export DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat var/secret_key)}"
+
+migrate: install var/secret_key
+	@$(WITH_KEY); $(BIN)/python manage.py migrate --noinput
 
 seed: migrate
-	$(BIN)/python manage.py seed_demo
+	@$(WITH_KEY); $(BIN)/python manage.py seed_demo
 
-run: seed
-	$(BIN)/python manage.py collectstatic --noinput -v 0
-	@echo ""
-	@echo "Handoff is starting on http://127.0.0.1:$(PORT)/  (inbox: /inbox/, API docs: /api/v1/docs)"
-	@echo ""
-	PORT=$(PORT) $(BIN)/honcho start -f Procfile.local
+# One shell, so migrate, seed_demo, collectstatic and every process honcho starts see the same
+# key. The seed output (logins and a fresh agent key) is held back and printed last, right
+# above the server's own log.
+run: install var/secret_key
+	@set -e; \
+	$(WITH_KEY) PORT=$(PORT); \
+	$(BIN)/python manage.py migrate --noinput -v 0; \
+	seed_output="$$($(BIN)/python manage.py seed_demo)"; \
+	$(BIN)/python manage.py collectstatic --noinput -v 0; \
+	echo ""; printf '%s\n' "$$seed_output"; echo ""; \
+	echo "Handoff is starting on http://127.0.0.1:$(PORT)/  (inbox: /inbox/, API docs: /api/v1/docs)"; \
+	echo ""; \
+	exec $(BIN)/honcho start -f Procfile.local
 
 test: install-dev
 	DJANGO_SECRET_KEY=test-only-secret DJANGO_DEBUG=0 \
