@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Q, QuerySet
 
 from escalation.models import Escalation, Status
 
 
-def urgency_order(now: datetime) -> list:
-    """Breached first, then at risk, then by next due time, ties by priority, then age."""
-    sla_band = Case(
-        When(next_due_at__lte=now, then=Value(0)),
-        When(next_risk_at__lte=now, then=Value(1)),
-        default=Value(2),
-        output_field=IntegerField(),
-    )
-    return [sla_band.asc(), "next_due_at", "priority_rank", "created_at"]
+# The inbox order: by next due time (so breached cases come first, then those closest to their
+# target), ties by priority, then age. One plain sort key, so the inbox pages by keyset on an
+# index and Next case takes exactly the inbox's first case.
+URGENCY_ORDER = ("next_due_at", "priority_rank", "created_at", "id")
 
 
 def claimable_cases(queue_ids, now: datetime) -> QuerySet[Escalation]:
@@ -25,7 +20,7 @@ def claimable_cases(queue_ids, now: datetime) -> QuerySet[Escalation]:
     return Escalation.objects.filter(
         Q(status=Status.OPEN) | Q(status=Status.CLAIMED, lease_expires_at__lte=now),
         queue_id__in=queue_ids,
-    ).order_by(*urgency_order(now))
+    ).order_by(*URGENCY_ORDER)
 
 
 def queue_depths() -> list[dict]:

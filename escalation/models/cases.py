@@ -101,7 +101,7 @@ class Escalation(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(
-                fields=["next_due_at", "priority_rank"],
+                fields=["next_due_at", "priority_rank", "created_at", "id"],
                 name="case_active_due_idx",
                 condition=Q(status__in=["open", "claimed"]),
             ),
@@ -109,6 +109,8 @@ class Escalation(models.Model):
             models.Index(fields=["agent", "status"], name="case_agent_status_idx"),
             models.Index(fields=["agent", "external_id"], name="case_agent_external_idx"),
             models.Index(fields=["agent", "updated_at"], name="case_agent_updated_idx"),
+            # The inbox's "anything changed?" poll: max(updated_at) per visible queue.
+            models.Index(fields=["queue", "updated_at"], name="case_queue_updated_idx"),
             models.Index(
                 fields=["lease_expires_at"],
                 name="case_lease_idx",

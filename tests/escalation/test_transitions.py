@@ -198,15 +198,15 @@ def test_agents_cannot_claim(case, as_agent):
 # --- claim next ------------------------------------------------------------------------------
 
 
-def test_claim_next_takes_breached_before_at_risk_before_fresh(agent, refunds, as_alice):
+def test_claim_next_takes_the_case_due_first_so_breached_ones_lead(agent, refunds, as_alice):
     now = timezone.now()
-    fresh = make_case(agent=agent, queue=refunds, priority="urgent", now=now)
-    at_risk = make_case(
+    due_in_5m = make_case(agent=agent, queue=refunds, priority="urgent", now=now)
+    at_risk_due_in_30m = make_case(
         agent=agent, queue=refunds, priority="low", now=now - timedelta(hours=3, minutes=30)
     )
     breached = make_case(agent=agent, queue=refunds, priority="low", now=now - timedelta(hours=5))
     order = [transitions.claim_next(actor=as_alice, now=now).pk for _ in range(3)]
-    assert order == [breached.pk, at_risk.pk, fresh.pk]
+    assert order == [breached.pk, due_in_5m.pk, at_risk_due_in_30m.pk]
     assert transitions.claim_next(actor=as_alice, now=now) is None
 
 
