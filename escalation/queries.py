@@ -8,7 +8,6 @@ from django.db.models import Q, QuerySet
 
 from escalation.models import Escalation, Status
 
-
 # The inbox order: by next due time (so breached cases come first, then those closest to their
 # target), ties by priority, then age. One plain sort key, so the inbox pages by keyset on an
 # index and Next case takes exactly the inbox's first case.
