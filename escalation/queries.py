@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
 from escalation.models import Escalation, Status
+from escalation.models.cases import ACTIVE_STATUSES
 
 # The inbox order: by next due time (so breached cases come first, then those closest to their
 # target), ties by priority, then age. One plain sort key, so the inbox pages by keyset on an
@@ -58,3 +60,119 @@ def oldest_open_ages(now: datetime | None = None) -> dict[str, float]:
         slug: max(0.0, (now - oldest[slug]).total_seconds()) if slug in oldest else 0.0
         for slug in Queue.objects.filter(is_active=True).values_list("slug", flat=True)
     }
+
+
+# --- the reviewer inbox ----------------------------------------------------------------------
+
+INBOX_PAGE = 50
+# The list never needs a case's (possibly large) agent content.
+INBOX_COLUMNS = (
+    "id",
+    "summary",
+    "confidence",
+    "priority",
+    "priority_rank",
+    "reason",
+    "status",
+    "external_id",
+    "created_at",
+    "updated_at",
+    "next_due_at",
+    "next_risk_at",
+    "claim_due_at",
+    "resolve_due_at",
+    "claim_breached_at",
+    "resolve_breached_at",
+    "lease_expires_at",
+    "queue__slug",
+    "queue__name",
+    "agent__name",
+    "claimed_by__username",
+)
+
+
+@dataclass(frozen=True)
+class InboxFilters:
+    queue: str = ""
+    priority: str = ""
+    status: str = ""
+    agent: str = ""
+    sla: str = ""  # "breached" | "at_risk"
+    mine: bool = False
+    q: str = ""
+
+
+def inbox_cases(queue_ids, filters: InboxFilters, user, now: datetime) -> QuerySet[Escalation]:
+    cases = Escalation.objects.filter(status__in=ACTIVE_STATUSES, queue_id__in=queue_ids)
+    if filters.queue:
+        cases = cases.filter(queue__slug=filters.queue)
+    if filters.priority:
+        cases = cases.filter(priority=filters.priority)
+    if filters.status:
+        cases = cases.filter(status=filters.status)
+    if filters.agent:
+        cases = cases.filter(agent__name=filters.agent)
+    if filters.sla == "breached":
+        cases = cases.filter(next_due_at__lte=now)
+    elif filters.sla == "at_risk":
+        cases = cases.filter(next_risk_at__lte=now, next_due_at__gt=now)
+    if filters.mine:
+        cases = cases.filter(status=Status.CLAIMED, claimed_by=user)
+    if filters.q:
+        cases = cases.filter(Q(summary__icontains=filters.q) | Q(external_id=filters.q))
+    return cases
+
+
+def inbox_page(
+    cases: QuerySet[Escalation], after: tuple | None, limit: int = INBOX_PAGE
+) -> tuple[list[Escalation], tuple | None]:
+    """One page in urgency order after the keyset `after`; returns (rows, keyset of the next
+    page or None). A keyset scan costs the same on page 1 and page 1,000."""
+    if after is not None:
+        due, rank, created, case_id = after
+        cases = cases.filter(
+            Q(next_due_at__gt=due)
+            | Q(next_due_at=due, priority_rank__gt=rank)
+            | Q(next_due_at=due, priority_rank=rank, created_at__gt=created)
+            | Q(next_due_at=due, priority_rank=rank, created_at=created, id__gt=case_id)
+        )
+    rows = list(
+        cases.select_related("queue", "agent", "claimed_by")
+        .only(*INBOX_COLUMNS)
+        .order_by(*URGENCY_ORDER)[: limit + 1]
+    )
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], (last.next_due_at, last.priority_rank, last.created_at, last.id)
+
+
+def queue_counts(queue_ids, now: datetime) -> list[dict]:
+    """Per visible queue: open, claimed and breached counts (zeros included)."""
+    from escalation.models import Queue
+
+    rows = (
+        Escalation.objects.filter(status__in=ACTIVE_STATUSES, queue_id__in=queue_ids)
+        .values("queue_id")
+        .annotate(
+            open=Count("pk", filter=Q(status=Status.OPEN)),
+            claimed=Count("pk", filter=Q(status=Status.CLAIMED)),
+            breached=Count("pk", filter=Q(next_due_at__lte=now)),
+        )
+    )
+    by_queue = {row["queue_id"]: row for row in rows}
+    return [
+        {
+            "slug": queue.slug,
+            "name": queue.name,
+            **{k: by_queue.get(queue.pk, {}).get(k, 0) for k in ("open", "claimed", "breached")},
+        }
+        for queue in Queue.objects.filter(pk__in=queue_ids).order_by("slug")
+    ]
+
+
+def inbox_version(queue_ids, now: datetime) -> str:
+    """A token that changes when anything in these queues changes (or a minute passes, so the
+    SLA clocks shown stay fresh): one indexed max() per queue."""
+    latest = Escalation.objects.filter(queue_id__in=queue_ids).aggregate(m=Max("updated_at"))["m"]
+    return f"{latest.timestamp() if latest else 0:.6f}-{int(now.timestamp() // 60)}"

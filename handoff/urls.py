@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("escalation.api.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("escalation.web.urls")),
 ]
 
 handler404 = "escalation.api.errors.handler404"

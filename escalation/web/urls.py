@@ -1,0 +1,15 @@
+from django.urls import path
+
+from escalation.web import views
+
+urlpatterns = [
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/next/", views.next_case, name="next-case"),
+    path("cases/<uuid:case_id>/", views.case_page, name="case"),
+    path("cases/<uuid:case_id>/updates/", views.case_updates, name="case-updates"),
+    path("cases/<uuid:case_id>/claim/", views.claim, name="case-claim"),
+    path("cases/<uuid:case_id>/release/", views.release, name="case-release"),
+    path("cases/<uuid:case_id>/heartbeat/", views.heartbeat, name="case-heartbeat"),
+    path("cases/<uuid:case_id>/decide/", views.decide, name="case-decide"),
+    path("cases/<uuid:case_id>/transfer/", views.transfer, name="case-transfer"),
+]
