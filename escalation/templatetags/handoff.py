@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django import template
 from django.utils import timezone
-from django.utils.html import conditional_escape, format_html, format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
@@ -124,7 +124,7 @@ def render_context(context) -> SafeString:
                     '<section class="context-part"><h4>{}</h4>{}</section>', key, _tree(value, 1)
                 )
             )
-    return mark_safe("".join(conditional_escape(p) for p in parts))
+    return format_html_join("", "{}", ((part,) for part in parts))
 
 
 def _role_class(role) -> str:
