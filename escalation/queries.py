@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from escalation.models import Escalation, Status
 from escalation.models.cases import ACTIVE_STATUSES
@@ -147,32 +147,51 @@ def inbox_page(
     return rows[:limit], (last.next_due_at, last.priority_rank, last.created_at, last.id)
 
 
+COUNT_CAP = 1000
+
+
+def _capped_count(cases: QuerySet[Escalation]) -> int:
+    # COUNT over a LIMITed subquery: a bounded index scan however deep the queue is.
+    return cases.order_by().values("pk")[: COUNT_CAP + 1].count()  # no sort before LIMIT
+
+
 def queue_counts(queue_ids, now: datetime) -> list[dict]:
-    """Per visible queue: open, claimed and breached counts (zeros included)."""
+    """Per visible queue: open, claimed and breached counts, each capped at COUNT_CAP (shown
+    as "1000+"): exact numbers past that cost a full scan and change nothing for a reviewer."""
     from escalation.models import Queue
 
-    rows = (
-        Escalation.objects.filter(status__in=ACTIVE_STATUSES, queue_id__in=queue_ids)
-        .values("queue_id")
-        .annotate(
-            open=Count("pk", filter=Q(status=Status.OPEN)),
-            claimed=Count("pk", filter=Q(status=Status.CLAIMED)),
-            breached=Count("pk", filter=Q(next_due_at__lte=now)),
+    counts = []
+    for queue in Queue.objects.filter(pk__in=queue_ids).order_by("slug"):
+        active = Escalation.objects.filter(queue_id=queue.pk, status__in=ACTIVE_STATUSES)
+        counts.append(
+            {
+                "slug": queue.slug,
+                "name": queue.name,
+                "open": _capped_count(active.filter(status=Status.OPEN)),
+                "claimed": _capped_count(active.filter(status=Status.CLAIMED)),
+                "breached": _capped_count(active.filter(next_due_at__lte=now)),
+            }
         )
-    )
-    by_queue = {row["queue_id"]: row for row in rows}
-    return [
-        {
-            "slug": queue.slug,
-            "name": queue.name,
-            **{k: by_queue.get(queue.pk, {}).get(k, 0) for k in ("open", "claimed", "breached")},
-        }
-        for queue in Queue.objects.filter(pk__in=queue_ids).order_by("slug")
-    ]
+    return counts
 
 
 def inbox_version(queue_ids, now: datetime) -> str:
     """A token that changes when anything in these queues changes (or a minute passes, so the
-    SLA clocks shown stay fresh): one indexed max() per queue."""
-    latest = Escalation.objects.filter(queue_id__in=queue_ids).aggregate(m=Max("updated_at"))["m"]
+    SLA clocks shown stay fresh). One LIMIT-1 index lookup per queue: a MAX() across
+    `queue_id IN (...)` would scan every row."""
+    from escalation.models import Queue
+
+    newest = (
+        Escalation.objects.filter(queue_id=OuterRef("pk"))
+        .order_by("-updated_at")
+        .values("updated_at")[:1]
+    )
+    stamps = [
+        stamp
+        for stamp in Queue.objects.filter(pk__in=queue_ids)
+        .annotate(newest=Subquery(newest))
+        .values_list("newest", flat=True)
+        if stamp is not None
+    ]
+    latest = max(stamps, default=None)
     return f"{latest.timestamp() if latest else 0:.6f}-{int(now.timestamp() // 60)}"

@@ -218,6 +218,9 @@ def create(
             f"agent {agent.name} may not post to queue {queue.slug}", code="forbidden"
         )
     with transaction.atomic():
+        # The agent row lock makes count-then-insert safe: concurrent creates of one agent
+        # queue here (they would queue on the audit chain head anyway).
+        type(agent).objects.select_for_update().filter(pk=agent.pk).first()
         open_cases = Escalation.objects.filter(agent=agent, status__in=ACTIVE_STATUSES).count()
         if open_cases >= agent.max_open_cases:
             raise TransitionError(

@@ -4,9 +4,11 @@ never an HTML page or a stack trace."""
 from __future__ import annotations
 
 import logging
+from functools import wraps
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -135,8 +137,27 @@ def is_api_path(path: str) -> bool:
     return path.startswith("/api/")
 
 
+def get_only(view):
+    """For the schema and docs views: any other method is a JSON 405 (their renderers would
+    answer in YAML or HTML), and a POST never meets Django's HTML CSRF page."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            return error_response(
+                405,
+                "method_not_allowed",
+                f"method {request.method} not allowed",
+                headers={"Allow": "GET"},
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 class ApiErrorMiddleware:
-    """Under /api/: bodies over 1 MiB are a JSON 413 before anything reads them, and any
+    """Under /api/: bodies over 1 MiB are a JSON 413 before anything parses them, and any
     exception that escapes a view (or a URL that matches nothing) still answers in JSON."""
 
     def __init__(self, get_response) -> None:
@@ -144,9 +165,21 @@ class ApiErrorMiddleware:
 
     def __call__(self, request):
         if is_api_path(request.path):
-            length = request.headers.get("Content-Length", "")
+            length = request.META.get("CONTENT_LENGTH", "")
             if length.isdigit() and int(length) > MAX_BODY_BYTES:
                 return error_response(413, "body_too_large", "the request body is over 1 MiB")
+            if not length and request.method in ("POST", "PUT", "PATCH"):
+                # A chunked body (HTTP/1.1 under ASGI) has no Content-Length, and DRF would
+                # read it as empty. The ASGI handler has already buffered it: measure it and
+                # tell DRF its length.
+                too_large = error_response(413, "body_too_large", "the request body is over 1 MiB")
+                try:
+                    body = request.body
+                except RequestDataTooBig:
+                    return too_large
+                if len(body) > MAX_BODY_BYTES:
+                    return too_large
+                request.META["CONTENT_LENGTH"] = str(len(body))
         return self.get_response(request)
 
     def process_exception(self, request, exception):

@@ -8,11 +8,13 @@ Redis pub/sub (or a sleep between slow polls without Redis).
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 
 from escalation import wakeups
 from escalation.api.authentication import authenticate_key, take_token
@@ -50,13 +52,14 @@ def _load(agent, case_id) -> tuple[dict | None, bool]:
 def _parse_wait(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or int(raw) > MAX_WAIT:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_WAIT:
         return None
     return int(raw)
 
 
+@csrf_exempt  # agents carry no cookies; a POST must meet the JSON 405 below
 @never_cache
-async def wait_for_resolution(request: HttpRequest, case_id: str) -> JsonResponse:
+async def wait_for_resolution(request: HttpRequest, id: str) -> JsonResponse:  # noqa: A002
     if request.method != "GET":
         return error_response(
             405,
@@ -88,9 +91,8 @@ async def wait_for_resolution(request: HttpRequest, case_id: str) -> JsonRespons
             f"wait must be 0..{MAX_WAIT} seconds",
             fields={"wait": f"an integer from 0 to {MAX_WAIT}"},
         )
+    case_id = id
     try:
-        import uuid
-
         uuid.UUID(case_id)
     except ValueError:
         return error_response(404, "not_found", "no such case")

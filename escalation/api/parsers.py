@@ -86,8 +86,7 @@ class StrictJSONParser(JSONParser):
         raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError(413, "body_too_large", "the request body is over 1 MiB")
-        if not raw:
-            raise ParseError("the request body is empty; send a JSON object")
+        # (An empty body never gets here: DRF reads it as no data, i.e. an empty object.)
         try:
             return loads_strict(raw)
         except BadJSON as exc:

@@ -64,7 +64,7 @@ class CallbackURLField(StrictCharField):
 
 class CreateEscalationSerializer(StrictSerializer):
     queue = StrictCharField(max_length=50)
-    summary = StrictCharField(min_length=1, max_length=200, trim_whitespace=False)
+    summary = StrictCharField(min_length=1, max_length=200)  # surrounding blanks trimmed
     confidence = StrictFloatField(min_value=0.0, max_value=1.0)
     priority = serializers.ChoiceField(choices=Priority.values, default=Priority.NORMAL)
     reason = serializers.RegexField(

@@ -2,28 +2,33 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from escalation.api import longpoll, schema, views  # noqa: F401 - schema registers the auth scheme
+from escalation.api.errors import get_only
 
 urlpatterns = [
     path("escalations", views.EscalationListCreate.as_view(), name="api-escalations"),
-    path("escalations/<str:case_id>", views.EscalationDetail.as_view(), name="api-escalation"),
+    path("escalations/<str:id>", views.EscalationDetail.as_view(), name="api-escalation"),
     path(
-        "escalations/<str:case_id>/context",
+        "escalations/<str:id>/context",
         views.EscalationContext.as_view(),
         name="api-escalation-context",
     ),
     path(
-        "escalations/<str:case_id>/cancel",
+        "escalations/<str:id>/cancel",
         views.EscalationCancel.as_view(),
         name="api-escalation-cancel",
     ),
     path(
-        "escalations/<str:case_id>/resolution",
+        "escalations/<str:id>/resolution",
         longpoll.wait_for_resolution,
         name="api-escalation-resolution",
     ),
     path("queues", views.QueueList.as_view(), name="api-queues"),
     path("labels", views.LabelList.as_view(), name="api-labels"),
-    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema", get_only(SpectacularAPIView.as_view()), name="api-schema"),
     # The split view serves its script as a file, so the docs page works under the CSP.
-    path("docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "docs",
+        get_only(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
 ]

@@ -3,11 +3,16 @@ or a read in escalation.queries."""
 
 from __future__ import annotations
 
+import base64
+import uuid
+
 from django.db.models import Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, pagination, status
+from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -38,12 +43,24 @@ class CasePagination(pagination.CursorPagination):
     max_page_size = 200
     page_size_query_param = "limit"
 
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ApiError(
+                400,
+                "invalid",
+                "the cursor is not valid",
+                fields={"cursor": "use the next link of a previous page"},
+            ) from None
 
-class LabelPagination(pagination.CursorPagination):
-    ordering = ("resolution__resolved_at",)
-    page_size = 100
-    max_page_size = 1000
-    page_size_query_param = "limit"
+
+class IgnoreFormatParameter(DefaultContentNegotiation):
+    """`format` is the labels endpoint's own parameter (json or jsonl), not DRF's renderer
+    override; this API only ever renders JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 def own_cases(agent) -> QuerySet[Escalation]:
@@ -60,8 +77,6 @@ def own_case(agent, case_id) -> Escalation:
 
 
 def _is_uuid(value) -> bool:
-    import uuid
-
     try:
         uuid.UUID(str(value))
     except ValueError:
@@ -70,7 +85,10 @@ def _is_uuid(value) -> bool:
 
 
 def _parse_time(name: str, value: str):
-    parsed = parse_datetime(value) if value else None
+    try:
+        parsed = parse_datetime(value) if value else None
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise ApiError(
             400,
@@ -177,8 +195,8 @@ class EscalationDetail(APIView):
         summary="One case with its resolution",
         responses={200: EscalationSerializer, **error_responses(401, 404)},
     )
-    def get(self, request: Request, case_id) -> Response:
-        return Response(case_resource(own_case(request.user, case_id)))
+    def get(self, request: Request, id) -> Response:  # noqa: A002 - the spec's {id}
+        return Response(case_resource(own_case(request.user, id)))
 
 
 class EscalationContext(APIView):
@@ -188,8 +206,8 @@ class EscalationContext(APIView):
         request=ContextUpdateInputSerializer,
         responses={201: ContextUpdateSerializer, **error_responses(400, 401, 404, 409, 413)},
     )
-    def post(self, request: Request, case_id) -> Response:
-        case = own_case(request.user, case_id)
+    def post(self, request: Request, id) -> Response:  # noqa: A002 - the spec's {id}
+        case = own_case(request.user, id)
         body = ContextUpdateInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         update = transitions.append_context(
@@ -205,8 +223,8 @@ class EscalationCancel(APIView):
         request=CancelInputSerializer,
         responses={200: EscalationSerializer, **error_responses(400, 401, 404, 409)},
     )
-    def post(self, request: Request, case_id) -> Response:
-        case = own_case(request.user, case_id)
+    def post(self, request: Request, id) -> Response:  # noqa: A002 - the spec's {id}
+        case = own_case(request.user, id)
         body = CancelInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         case = transitions.cancel(
@@ -228,8 +246,54 @@ class QueueList(APIView):
         return Response(QueueSerializer(queues, many=True).data)
 
 
-class LabelList(generics.GenericAPIView):
-    pagination_class = LabelPagination
+LABEL_PAGE = 100
+LABEL_PAGE_MAX = 1000
+
+
+def _encode_label_cursor(position: tuple | None) -> str | None:
+    if position is None:
+        return None
+    resolved_at, case_id = position
+    raw = f"{resolved_at.isoformat()}|{case_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_label_cursor(text: str) -> tuple:
+    try:
+        resolved_at, case_id = base64.urlsafe_b64decode(text.encode()).decode().split("|")
+        parsed = parse_datetime(resolved_at)
+        uuid.UUID(case_id)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if parsed is None:
+        raise ApiError(
+            400,
+            "invalid",
+            "the cursor is not valid",
+            fields={"cursor": "use the next link of a previous page"},
+        )
+    return parsed, case_id
+
+
+def label_batch(
+    cases: QuerySet[Escalation], after: tuple | None, limit: int
+) -> tuple[list[Escalation], tuple | None]:
+    """Labels oldest first after the keyset (resolved_at, id); returns the rows and the
+    position of the last one (None when there are no more)."""
+    if after is not None:
+        cases = cases.filter(
+            Q(resolution__resolved_at__gt=after[0])
+            | Q(resolution__resolved_at=after[0], pk__gt=after[1])
+        )
+    rows = list(cases.order_by("resolution__resolved_at", "pk")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = (rows[-1].resolution.resolved_at, rows[-1].pk) if rows and more else None
+    return rows, last
+
+
+class LabelList(APIView):
+    content_negotiation_class = IgnoreFormatParameter
 
     @extend_schema(
         operation_id="list_labels",
@@ -243,7 +307,8 @@ class LabelList(generics.GenericAPIView):
                 enum=["json", "jsonl"],
                 description="jsonl streams every matching label as JSON Lines",
             ),
-            OpenApiParameter("limit", int, description="page size, at most 1000"),
+            OpenApiParameter("limit", int, description=f"page size, at most {LABEL_PAGE_MAX}"),
+            OpenApiParameter("cursor", str, description="from the previous page's next link"),
         ],
         responses={
             200: OpenApiResponse(description="a page of labels, or JSON Lines"),
@@ -266,11 +331,28 @@ class LabelList(generics.GenericAPIView):
             raise ApiError(
                 400, "invalid", "format must be json or jsonl", fields={"format": "json or jsonl"}
             )
-        page = self.paginate_queryset(labels)
-        return self.get_paginated_response([LabelSerializer(c).data for c in page])
+        limit = _parse_limit(params.get("limit"), LABEL_PAGE, LABEL_PAGE_MAX)
+        after = _decode_label_cursor(params["cursor"]) if params.get("cursor") else None
+        rows, last = label_batch(labels, after, limit)
+        next_url = None
+        if last is not None:
+            query = params.copy()
+            query["cursor"] = _encode_label_cursor(last)
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        return Response({"next": next_url, "results": [LabelSerializer(c).data for c in rows]})
 
-    def get_queryset(self):  # for the schema generator only
-        return Escalation.objects.none()
+
+def _parse_limit(raw: str | None, default: int, maximum: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+        raise ApiError(
+            400,
+            "invalid",
+            f"limit must be 1..{maximum}",
+            fields={"limit": f"an integer from 1 to {maximum}"},
+        )
+    return int(raw)
 
 
 def stream_jsonl(request, cases: QuerySet[Escalation]) -> StreamingHttpResponse:
@@ -284,38 +366,26 @@ def stream_jsonl(request, cases: QuerySet[Escalation]) -> StreamingHttpResponse:
 
     from escalation.audit import canonical_json
 
-    def batch_after(last) -> tuple[list[str], tuple | None]:
-        rows = cases
-        if last is not None:
-            rows = rows.filter(
-                Q(resolution__resolved_at__gt=last[0])
-                | Q(resolution__resolved_at=last[0], pk__gt=last[1])
-            )
-        batch = list(rows.order_by("resolution__resolved_at", "pk")[:JSONL_BATCH])
-        if not batch:
-            return [], None
-        tail = batch[-1]
-        return (
-            [canonical_json(LabelSerializer(c).data) + "\n" for c in batch],
-            (tail.resolution.resolved_at, tail.pk),
-        )
+    def lines_after(position) -> tuple[list[str], tuple | None]:
+        rows, last = label_batch(cases, position, JSONL_BATCH)
+        return [canonical_json(LabelSerializer(c).data) + "\n" for c in rows], last
 
     def sync_lines():
-        last = None
+        position = None
         while True:
-            lines, last = batch_after(last)
-            if not lines:
-                return
+            lines, position = lines_after(position)
             yield from lines
+            if position is None:
+                return
 
     async def async_lines():
-        last = None
+        position = None
         while True:
-            lines, last = await sync_to_async(batch_after)(last)
-            if not lines:
-                return
+            lines, position = await sync_to_async(lines_after)(position)
             for line in lines:
                 yield line
+            if position is None:
+                return
 
     content = async_lines() if isinstance(request._request, ASGIRequest) else sync_lines()
     response = StreamingHttpResponse(content, content_type="application/x-ndjson")

@@ -106,6 +106,12 @@ class Escalation(models.Model):
                 condition=Q(status__in=["open", "claimed"]),
             ),
             models.Index(fields=["queue", "status"], name="case_queue_status_idx"),
+            # Breached counts per queue in the inbox.
+            models.Index(
+                fields=["queue", "next_due_at"],
+                name="case_queue_due_idx",
+                condition=Q(status__in=["open", "claimed"]),
+            ),
             models.Index(fields=["agent", "status"], name="case_agent_status_idx"),
             models.Index(fields=["agent", "external_id"], name="case_agent_external_idx"),
             models.Index(fields=["agent", "updated_at"], name="case_agent_updated_idx"),

@@ -172,3 +172,11 @@ def percent(value) -> str:
         return f"{float(value) * 100:.0f}%"
     except (TypeError, ValueError):
         return ""
+
+
+@register.filter
+def capped(count: int) -> str:
+    """Counts past the inbox's cap read "1000+"."""
+    from escalation.queries import COUNT_CAP
+
+    return f"{COUNT_CAP}+" if count > COUNT_CAP else str(count)
