@@ -136,9 +136,9 @@ def main() -> int:
     from django.test import Client
 
     call_command("migrate", "--noinput", verbosity=0)
-    from accounts.models import Membership, Team
     from django.contrib.auth.models import User
 
+    from accounts.models import Membership, Team
     from escalation.models import Agent, Queue
 
     team = Team.objects.create(slug="ops", name="Ops")
