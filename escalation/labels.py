@@ -223,8 +223,9 @@ def validate(schema: dict, labels: object) -> dict[str, str]:
     return errors
 
 
-def fields(schema: dict) -> list[dict]:
-    """The schema's fields, in property order, for generating a form.
+def fields(schema: dict, order: list[str] | None = None) -> list[dict]:
+    """The schema's fields, in property order, for generating a form. `order` (names) puts
+    them in the order the schema was written, which a jsonb column does not keep.
 
     Each: {"name", "title" (title or name), "description" ("" if none), "kind"
     ('choice'|'boolean'|'text'|'number'|'multi'), "choices" (list; empty unless choice/multi),
@@ -233,8 +234,12 @@ def fields(schema: dict) -> list[dict]:
     """
     check_schema(schema)
     required = set(schema.get("required", []))
+    properties = schema.get("properties", {})
+    rank = {name: i for i, name in enumerate(order or [])}
+    names = sorted(properties, key=lambda n: (rank.get(n, len(rank)), list(properties).index(n)))
     out = []
-    for name, prop in schema.get("properties", {}).items():
+    for name in names:
+        prop = properties[name]
         kind = _kind(prop)
         if kind == "choice":
             choices = list(prop["enum"])

@@ -53,6 +53,9 @@ class Queue(models.Model):
     lease_seconds = models.PositiveIntegerField(default=DEFAULT_LEASE_SECONDS)
     expire_after_seconds = models.PositiveIntegerField(default=DEFAULT_EXPIRE_AFTER_SECONDS)
     label_schema = models.JSONField(default=default_label_schema)
+    # The label fields in the order the schema was written: PostgreSQL's jsonb keeps object
+    # keys sorted by length, which would shuffle the decision form.
+    label_order = models.JSONField(default=list, blank=True, editable=False)
     routing_rules = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -81,6 +84,21 @@ class Queue(models.Model):
             errors["expire_after_seconds"] = "the expiry horizon must be at least 60 seconds"
         if errors:
             raise ValidationError(errors)
+
+    def save(self, *args, **kwargs) -> None:
+        names = list((self.label_schema or {}).get("properties", {}))
+        # A schema written in Python (admin, commands, API) arrives in its author's order; one
+        # read back from jsonb has the same names, so a stored order is only replaced when the
+        # names change.
+        if set(names) != set(self.label_order or []):
+            self.label_order = names
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "label_schema" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "label_order"}
+        super().save(*args, **kwargs)
+
+    def label_fields(self) -> list[dict]:
+        return labels.fields(self.label_schema or labels.EMPTY_SCHEMA, self.label_order)
 
     def get_calendar(self) -> sla.Calendar | None:
         return self.calendar.as_calendar() if self.calendar_id else None

@@ -8,7 +8,6 @@ import json
 
 from django import forms
 
-from escalation import labels
 from escalation.models import Decision, Priority, Queue, Status
 from escalation.queries import InboxFilters
 
@@ -28,7 +27,9 @@ class InboxFilterForm(forms.Form):
     q = forms.CharField(required=False, max_length=200, label="search")
 
     def filters(self) -> InboxFilters:
-        data = self.cleaned_data if self.is_valid() else {}
+        """The valid filters; an invalid one is dropped on its own, not all of them."""
+        self.is_valid()
+        data = self.cleaned_data
         return InboxFilters(
             **{
                 name: data.get(name) or InboxFilters.__dataclass_fields__[name].default
@@ -79,16 +80,21 @@ class DecisionForm(forms.Form):
 
     def __init__(self, *args, queue: Queue, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.label_specs = labels.fields(queue.label_schema or labels.EMPTY_SCHEMA)
+        self.label_specs = queue.label_fields()
         for spec in self.label_specs:
             self.fields[f"label_{spec['name']}"] = _label_field(spec)
 
-    def label_fields(self) -> list:
-        return [self[f"label_{spec['name']}"] for spec in self.label_specs]
+    def label_fields(self) -> list[dict]:
+        """[{field, kind}] in schema order; multi-choice fields render as a fieldset."""
+        return [
+            {"field": self[f"label_{spec['name']}"], "kind": spec["kind"]}
+            for spec in self.label_specs
+        ]
 
     def clean_final_action(self):
         text = self.cleaned_data["final_action"].strip()
-        if not text:
+        # Only Modify uses the editor: a half-edited text must not block Approve or Reject.
+        if not text or self.cleaned_data.get("decision") != Decision.MODIFY:
             return None
         try:
             value = json.loads(text)

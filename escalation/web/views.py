@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -66,11 +67,15 @@ def _encode_cursor(keyset: tuple | None) -> str:
 def _decode_cursor(text: str) -> tuple | None:
     if not text:
         return None
+    # A mangled cursor starts from the top instead of failing.
     try:
         due, rank, created, case_id = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return (parse_datetime(due), int(rank), parse_datetime(created), case_id)
-    except (ValueError, TypeError):
-        return None  # a mangled cursor starts from the top instead of failing
+        keyset = (parse_datetime(due), int(rank), parse_datetime(created), uuid.UUID(case_id))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if keyset[0] is None or keyset[2] is None:
+        return None
+    return keyset
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -142,7 +147,16 @@ def _case_context(
         decision_form = DecisionForm(
             queue=case.queue, initial={"claim_token": case.claim_token, "decision": "approve"}
         )
-    if transfer_form is None and case.status in (Status.OPEN, Status.CLAIMED):
+    # Offered only to those who may use it: anyone on an open case, the holder, a manager.
+    may_transfer = (
+        case.status == Status.OPEN
+        or lease_live
+        or (
+            case.status == Status.CLAIMED
+            and permissions.can_manage_queue(request.user, case.queue_id)
+        )
+    )
+    if transfer_form is None and may_transfer:
         transfer_form = TransferForm(
             current=case.queue, initial={"claim_token": case.claim_token if is_holder else None}
         )
@@ -155,7 +169,7 @@ def _case_context(
         "lease_lost": is_holder and not lease_live,
         "can_manage": permissions.can_manage_queue(request.user, case.queue_id),
         "decision_form": decision_form if lease_live else None,
-        "transfer_form": transfer_form,
+        "transfer_form": transfer_form if may_transfer else None,
         "resolution": resolution,
         "updates": list(case.context_updates.all()),
         "history": AuditEvent.objects.filter(escalation=case).order_by("seq"),
@@ -238,6 +252,13 @@ def heartbeat(request: HttpRequest, case_id) -> HttpResponse:
 def decide(request: HttpRequest, case_id) -> HttpResponse:
     case = get_case_for(request.user, case_id)
     form = DecisionForm(request.POST, queue=case.queue)
+    if not form.is_valid() and "claim_token" in form.errors:
+        # Only a tampered page sends a token that is not a UUID: same answer as a stale one.
+        return _refused(
+            request,
+            case.pk,
+            TransitionError("you do not hold the claim on this case", code="not_claim_holder"),
+        )
     if form.is_valid():
         data = form.cleaned_data
         try:
