@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/handoff
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/11
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/12
 
-.PHONY: run test install install-dev lock lint migrate seed clean
+.PHONY: run test chromium install install-dev lock lint migrate seed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,9 +58,16 @@ run: install var/secret_key
 	echo ""; \
 	exec $(BIN)/honcho start -f Procfile.local
 
-test: install-dev
+# The browser tests drive Debian's Chromium (Playwright's own download needs the internet).
+# A fresh machine has none: install it (these machines run as root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install-dev chromium
 	DJANGO_SECRET_KEY=test-only-secret DJANGO_DEBUG=0 \
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	HANDOFF_CHROMIUM="$$(command -v chromium)" \
 		$(BIN)/pytest -p no:cacheprovider -n 2 $(PYTEST_ARGS)
 
 lint: install-dev

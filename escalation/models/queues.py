@@ -66,6 +66,18 @@ class Queue(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def save(self, *args, **kwargs) -> None:
+        names = list((self.label_schema or {}).get("properties", {}))
+        # A schema written in Python (admin, commands, API) arrives in its author's order; one
+        # read back from jsonb has the same names, so a stored order is only replaced when the
+        # names change.
+        if set(names) != set(self.label_order or []):
+            self.label_order = names
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "label_schema" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "label_order"}
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         """The one check of a queue's configuration, used by the admin and create_queue."""
         errors = {}
@@ -84,18 +96,6 @@ class Queue(models.Model):
             errors["expire_after_seconds"] = "the expiry horizon must be at least 60 seconds"
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args, **kwargs) -> None:
-        names = list((self.label_schema or {}).get("properties", {}))
-        # A schema written in Python (admin, commands, API) arrives in its author's order; one
-        # read back from jsonb has the same names, so a stored order is only replaced when the
-        # names change.
-        if set(names) != set(self.label_order or []):
-            self.label_order = names
-        update_fields = kwargs.get("update_fields")
-        if update_fields is not None and "label_schema" in update_fields:
-            kwargs["update_fields"] = {*update_fields, "label_order"}
-        super().save(*args, **kwargs)
 
     def label_fields(self) -> list[dict]:
         return labels.fields(self.label_schema or labels.EMPTY_SCHEMA, self.label_order)
