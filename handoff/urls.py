@@ -6,6 +6,8 @@ from escalation import health
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/inbox/", permanent=False)),
+    # Browsers ask for /favicon.ico whatever the page says.
+    path("favicon.ico", RedirectView.as_view(url="/static/escalation/favicon.svg")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),

@@ -21,10 +21,12 @@ class InboxFilterForm(forms.Form):
     )
     agent = forms.CharField(required=False, max_length=100)
     sla = forms.ChoiceField(
-        required=False, choices=[("", "any"), ("breached", "Breached"), ("at_risk", "At risk")]
+        required=False,
+        label="SLA",
+        choices=[("", "any"), ("breached", "Breached"), ("at_risk", "At risk")],
     )
-    mine = forms.BooleanField(required=False, label="claimed by me")
-    q = forms.CharField(required=False, max_length=200, label="search")
+    mine = forms.BooleanField(required=False, label="Claimed by me")
+    q = forms.CharField(required=False, max_length=200, label="Search")
 
     def filters(self) -> InboxFilters:
         """The valid filters; an invalid one is dropped on its own, not all of them."""

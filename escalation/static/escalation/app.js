@@ -29,6 +29,18 @@
     if (help) help.hidden = !help.hidden;
   }
 
+  // The inbox list refreshes itself; keep the j/k selection on the same case across refreshes.
+  var selectedHref = null;
+  document.addEventListener("htmx:beforeSwap", function () {
+    var index = selectedIndex();
+    selectedHref = index >= 0 ? rows()[index].dataset.href : null;
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (!selectedHref) return;
+    var index = rows().findIndex(function (row) { return row.dataset.href === selectedHref; });
+    if (index >= 0) select(index);
+  });
+
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest("[data-help-toggle]");
     if (toggle) toggleHelp();
