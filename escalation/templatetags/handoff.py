@@ -96,7 +96,9 @@ def render_context(context) -> SafeString:
     if not isinstance(context, dict):
         return _tree(context, 0)
     parts = []
-    for key, value in context.items():
+    # Transcripts first: they are what a person reads first (jsonb does not keep key order).
+    items = sorted(context.items(), key=lambda item: not _is_transcript(item[1]))
+    for key, value in items:
         if _is_transcript(value):
             turns = format_html_join(
                 "",

@@ -221,3 +221,25 @@ def test_concurrent_requests_with_one_key_create_exactly_one_case(agent, refunds
         else:
             assert response.status_code == 201, response.content
     assert IdempotencyRecord.objects.filter(agent=agent).count() == 1
+
+
+def test_on_sqlite_a_key_in_flight_is_refused_by_its_file_lock(
+    agent, settings, tmp_path, monkeypatch
+):
+    """The embedded default has no advisory locks: the per-key file lock gives the 409."""
+    from escalation.api import idempotency
+    from escalation.api.errors import ApiError
+
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setattr(idempotency.connection, "vendor", "sqlite")
+    with idempotency._file_lock(agent, "key-1"):
+        with pytest.raises(ApiError) as err, idempotency._file_lock(agent, "key-1"):
+            pass
+        assert err.value.status_code == 409
+        assert err.value.error_code == "idempotency_key_in_use"
+        assert err.value.headers == {"Retry-After": "1"}
+        with idempotency._file_lock(agent, "key-2"):  # another key is not held
+            pass
+    with idempotency._file_lock(agent, "key-1"):  # released after the first finished
+        pass
+    assert list(tmp_path.joinpath("idempotency-locks").iterdir()) == []
