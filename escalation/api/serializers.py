@@ -12,22 +12,19 @@ from escalation.models import ContextUpdate, Escalation, Priority, Queue, Status
 
 
 class StrictSerializer(serializers.Serializer):
-    """Unknown fields are a 400 naming them."""
-
-    def validate(self, attrs):
-        unknown = (
-            set(self.initial_data) - set(self.fields)
-            if isinstance(self.initial_data, dict)
-            else set()
-        )
-        if unknown:
-            raise serializers.ValidationError({name: "unknown field" for name in sorted(unknown)})
-        return attrs
+    """Unknown fields are a 400 naming them, alongside any other field's error."""
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             raise serializers.ValidationError({"body": "must be a JSON object"})
-        return super().to_internal_value(data)
+        unknown = {name: "unknown field" for name in sorted(set(data) - set(self.fields))}
+        try:
+            values = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({**unknown, **exc.detail}) from None
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return values
 
 
 class StrictFloatField(serializers.FloatField):

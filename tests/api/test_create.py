@@ -363,3 +363,12 @@ def test_concurrent_creates_never_take_an_agent_past_its_open_case_cap(monkeypat
 
     assert sorted(statuses, key=str) == [201, 429], statuses
     assert Escalation.objects.filter(agent=agent, status=Status.OPEN).count() == 1
+
+
+def test_an_unknown_field_is_named_alongside_other_errors(api):
+    response = post_json(api, ESCALATIONS, {**create_body(), "typo": 1, "confidence": 7})
+
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert fields["typo"] == "unknown field"
+    assert "confidence" in fields
