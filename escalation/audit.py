@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from escalation.models.audit import ActorKind, AuditChainHead, AuditEvent
+
+checkpoint_log = logging.getLogger("handoff.audit")
 
 GENESIS_HASH = "0" * 64
 
@@ -222,3 +225,22 @@ def parse_checkpoint(text: str) -> tuple[int, str]:
     if len(hash_text) != 64 or any(c not in "0123456789abcdef" for c in hash_text):
         raise ValueError("checkpoint hash must be 64 hexadecimal characters")
     return int(seq_text), hash_text
+
+
+def log_checkpoint() -> tuple[int, str]:
+    """Write the chain head to the application log, so a copy lives outside the database;
+    `verify_audit_chain --checkpoint SEQ:HASH` later proves the chain still matches it."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    seq, digest = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    checkpoint_log.info(
+        canonical_json(
+            {
+                "event": "audit.checkpoint",
+                "seq": seq,
+                "hash": digest,
+                "checkpoint": f"{seq}:{digest}",
+                "at": timezone.now().astimezone(UTC).isoformat(),
+            }
+        )
+    )
+    return seq, digest

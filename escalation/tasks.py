@@ -1,10 +1,13 @@
-"""Thin Celery tasks: load by id, call a domain function. Every one is safe to run twice."""
+"""Thin Celery tasks: load by id, call a domain function. Every one is safe to run twice.
+
+The sweeps run on their own queue (settings.CELERY_TASK_ROUTES) and worker, so a flood of
+other work cannot starve the clocks; their time limits stop a stuck run before the next."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from escalation import outbox, sweeps
+from escalation import audit, outbox, sweeps
 
 
 @shared_task(name="escalation.tasks.run_outbox_item", ignore_result=True)
@@ -20,3 +23,32 @@ def redrive_outbox() -> int:
 @shared_task(name="escalation.tasks.forget_idempotency_keys", ignore_result=True)
 def forget_idempotency_keys() -> int:
     return sweeps.forget_idempotency_keys()
+
+
+SWEEP_LIMITS = {"soft_time_limit": 50, "time_limit": 60, "ignore_result": True}
+
+
+@shared_task(name="escalation.tasks.sweep_breaches", **SWEEP_LIMITS)
+def sweep_breaches() -> int:
+    return sweeps.sweep_breaches()
+
+
+@shared_task(name="escalation.tasks.sweep_leases", **SWEEP_LIMITS)
+def sweep_leases() -> int:
+    return sweeps.sweep_leases()
+
+
+@shared_task(name="escalation.tasks.sweep_expiry", **SWEEP_LIMITS)
+def sweep_expiry() -> int:
+    return sweeps.sweep_expiry()
+
+
+@shared_task(name="escalation.tasks.notify_breaches", **SWEEP_LIMITS)
+def notify_breaches() -> int:
+    return sweeps.notify_breaches()
+
+
+@shared_task(name="escalation.tasks.log_audit_checkpoint", **SWEEP_LIMITS)
+def log_audit_checkpoint() -> int:
+    seq, _ = audit.log_checkpoint()
+    return seq

@@ -37,6 +37,13 @@ from escalation.models.audit import ActorKind
 from escalation.models.cases import ACTIVE_STATUSES, PRIORITY_RANK
 
 REDACTED = {"redacted": True}
+# One step up when a queue's policy raises the priority of a breached case.
+RAISED_PRIORITY = {
+    Priority.LOW: Priority.NORMAL,
+    Priority.NORMAL: Priority.HIGH,
+    Priority.HIGH: Priority.URGENT,
+    Priority.URGENT: Priority.URGENT,
+}
 
 
 class TransitionError(Exception):
@@ -332,9 +339,66 @@ def route(*, case_id, now: datetime | None = None) -> Escalation:
     return case
 
 
+def record_breaches(*, case_id, now: datetime | None = None) -> list[str]:
+    """Flag and audit each target the case has missed and not yet recorded ('claim',
+    'resolve'). Under the row lock, with the flag re-checked, a racing sweeper or a second run
+    records nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        kinds = _record_missed_targets(case, now)
+        if kinds:
+            _save(case, now)
+    return kinds
+
+
+def _record_missed_targets(case: Escalation, now: datetime) -> list[str]:
+    kinds = []
+    if (
+        case.status == Status.OPEN
+        and case.claim_breached_at is None
+        and case.claim_due_at is not None
+        and case.claim_due_at <= now
+    ):
+        case.claim_breached_at = now
+        kinds.append("claim")
+    if (
+        case.status in ACTIVE_STATUSES
+        and case.resolve_breached_at is None
+        and case.resolve_due_at is not None
+        and case.resolve_due_at <= now
+    ):
+        case.resolve_breached_at = now
+        kinds.append("resolve")
+    raised_from = None
+    if kinds and case.queue.raise_priority_on_breach and case.priority != Priority.URGENT:
+        # A raise changes the order, not the due times.
+        raised_from = case.priority
+        case.priority = RAISED_PRIORITY[case.priority]
+        case.priority_rank = PRIORITY_RANK[case.priority]
+    for kind in kinds:
+        due = case.claim_due_at if kind == "claim" else case.resolve_due_at
+        audit.record(
+            actor=Actor.system(),
+            verb=f"sla.{kind}_breached",
+            case=case,
+            now=now,
+            data={
+                "due_at": due.isoformat(),
+                "status": case.status,
+                "priority": case.priority,
+                "raised_from": raised_from,
+            },
+        )
+        raised_from = None  # recorded once
+    return kinds
+
+
 def _take_claim(case: Escalation, actor: Actor, now: datetime) -> Escalation:
     if case.status == Status.CLAIMED and case.lease_expires_at <= now:
         _return_expired_lease(case, now)
+    # A target missed before any sweep saw it is still recorded, before the claim.
+    _record_missed_targets(case, now)
     if case.status != Status.OPEN:
         if case.status == Status.CLAIMED:
             holder = case.claimed_by.get_username()
@@ -483,6 +547,7 @@ def resolve(
         errors = _decision_errors(case, decision, final_action, labels)
         if errors:
             raise TransitionError("the decision is not valid", code="invalid", fields=errors)
+        _record_missed_targets(case, now)
         if decision == Decision.APPROVE:
             final_action = case.proposed_action
         elif decision == Decision.REJECT:

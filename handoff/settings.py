@@ -252,6 +252,18 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("HANDOFF_TASK_QUEUE", "handoff")
+# The clocks run on a queue (and worker) of their own: a flood of deliveries cannot delay them.
+HANDOFF_SWEEP_QUEUE = env_str("HANDOFF_SWEEP_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-sweeps")
+CELERY_TASK_ROUTES = {
+    "escalation.tasks.sweep_*": {"queue": HANDOFF_SWEEP_QUEUE},
+    "escalation.tasks.notify_breaches": {"queue": HANDOFF_SWEEP_QUEUE},
+    "escalation.tasks.log_audit_checkpoint": {"queue": HANDOFF_SWEEP_QUEUE},
+    "escalation.tasks.redrive_outbox": {"queue": HANDOFF_SWEEP_QUEUE},
+    "escalation.tasks.forget_idempotency_keys": {"queue": HANDOFF_SWEEP_QUEUE},
+}
+# A task that outlives this is killed; sweeps set tighter limits of their own.
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 270
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -280,6 +292,26 @@ CELERY_BEAT_SCHEDULE = {
     },
     "forget-idempotency-keys": {
         "task": "escalation.tasks.forget_idempotency_keys",
+        "schedule": 3600.0,
+    },
+    "sweep-leases": {
+        "task": "escalation.tasks.sweep_leases",
+        "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
+    },
+    "sweep-breaches": {
+        "task": "escalation.tasks.sweep_breaches",
+        "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
+    },
+    "sweep-expiry": {
+        "task": "escalation.tasks.sweep_expiry",
+        "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
+    },
+    "notify-breaches": {
+        "task": "escalation.tasks.notify_breaches",
+        "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
+    },
+    "log-audit-checkpoint": {
+        "task": "escalation.tasks.log_audit_checkpoint",
         "schedule": 3600.0,
     },
 }

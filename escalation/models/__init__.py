@@ -9,7 +9,7 @@ from escalation.models.cases import (
     Status,
     Transfer,
 )
-from escalation.models.outbox import OutboxItem
+from escalation.models.outbox import OutboxItem, SweepCursor
 from escalation.models.queues import BusinessCalendar, Queue
 
 __all__ = [
@@ -27,5 +27,6 @@ __all__ = [
     "Queue",
     "Resolution",
     "Status",
+    "SweepCursor",
     "Transfer",
 ]

@@ -51,6 +51,8 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["escalation", "seq"], name="audit_case_idx"),
             models.Index(fields=["verb", "created_at"], name="audit_verb_idx"),
+            # The breach digest reads breach events after a cursor.
+            models.Index(fields=["verb", "seq"], name="audit_verb_seq_idx"),
             models.Index(fields=["created_at"], name="audit_time_idx"),
             models.Index(fields=["queue", "created_at"], name="audit_queue_idx"),
         ]

@@ -117,6 +117,18 @@ class Escalation(models.Model):
             models.Index(fields=["agent", "updated_at"], name="case_agent_updated_idx"),
             # The inbox's "anything changed?" poll: max(updated_at) per visible queue.
             models.Index(fields=["queue", "updated_at"], name="case_queue_updated_idx"),
+            # The breach sweep reads only cases coming due: open ones past their claim target
+            # and active ones past their resolve target, each not yet flagged.
+            models.Index(
+                fields=["claim_due_at"],
+                name="case_claim_breach_idx",
+                condition=Q(status="open", claim_breached_at__isnull=True),
+            ),
+            models.Index(
+                fields=["resolve_due_at"],
+                name="case_resolve_breach_idx",
+                condition=Q(status__in=["open", "claimed"], resolve_breached_at__isnull=True),
+            ),
             models.Index(
                 fields=["lease_expires_at"],
                 name="case_lease_idx",

@@ -41,3 +41,15 @@ class OutboxItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"
+
+
+class SweepCursor(models.Model):
+    """Where a periodic job that walks an append-only table got to (e.g. the last audit event
+    whose breach has been e-mailed), so a restart neither repeats nor skips."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"

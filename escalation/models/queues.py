@@ -57,6 +57,9 @@ class Queue(models.Model):
     # keys sorted by length, which would shuffle the decision form.
     label_order = models.JSONField(default=list, blank=True, editable=False)
     routing_rules = models.JSONField(default=list, blank=True)
+    raise_priority_on_breach = models.BooleanField(
+        default=False, help_text="Raise a case's priority one step when it breaches a target."
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -92,8 +95,8 @@ class Queue(models.Model):
                 errors[field] = str(exc)
         if self.lease_seconds is not None and self.lease_seconds < 10:
             errors["lease_seconds"] = "a lease must last at least 10 seconds"
-        if self.expire_after_seconds is not None and self.expire_after_seconds < 60:
-            errors["expire_after_seconds"] = "the expiry horizon must be at least 60 seconds"
+        if self.expire_after_seconds is not None and self.expire_after_seconds < 10:
+            errors["expire_after_seconds"] = "the expiry horizon must be at least 10 seconds"
         if errors:
             raise ValidationError(errors)
 
