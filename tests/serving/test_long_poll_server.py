@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -50,8 +52,11 @@ def server():
         f"postgres://{quote(db['USER'] or 'postgres')}@{db['HOST'] or '127.0.0.1'}:"
         f"{db['PORT'] or 5432}/{db['NAME']}?application_name=handoff-longpoll-test"
     )
+    # Its routing tasks go to a queue of this test's own, deleted afterwards: nothing consumes it.
+    task_queue = f"handoff-test-{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ,
+        "HANDOFF_TASK_QUEUE": task_queue,
         "DATABASE_URL": url,
         "DATABASE_POOL_MAX_SIZE": "2",
         "DATABASE_POOL_MIN_SIZE": "1",
@@ -91,6 +96,9 @@ def server():
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        for key in broker.scan_iter(match=f"*{task_queue}*"):
+            broker.delete(key)
 
 
 def server_connections() -> int:
