@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from escalation import keys
+from escalation import delivery, keys
 from escalation.audit import Actor
-from escalation.models import Agent, AgentKey, AuditEvent, BusinessCalendar, Escalation, Queue
+from escalation.models import (
+    Agent,
+    AgentKey,
+    AuditEvent,
+    BusinessCalendar,
+    Delivery,
+    Escalation,
+    Queue,
+)
 
 
 class NoDeleteAdmin(admin.ModelAdmin):
@@ -102,3 +110,33 @@ class EscalationAdmin(ReadOnlyAdmin):
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "verb", "actor_name", "escalation"]
     list_filter = ["verb", "actor_kind"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "event_type",
+        "agent",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "dead_at",
+    ]
+    list_filter = ["status", "event_type", "agent"]
+    exclude = ["body"]
+    actions = ["redeliver"]
+
+    @admin.action(description="Deliver again (same webhook-id)")
+    def redeliver(self, request, queryset):
+        for row in queryset:
+            try:
+                delivery.redeliver(delivery_id=row.pk, actor=Actor.for_user(request.user))
+            except delivery.RedeliveryError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Delivery {row.pk} queued again", messages.SUCCESS)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None  # the list and its action, no edit form

@@ -51,3 +51,33 @@ def revoke_key(*, prefix: str, actor: Actor) -> AgentKey:
             data={"agent": key.agent.name, "agent_id": key.agent_id, "prefix": prefix},
         )
     return key
+
+
+def rotate_webhook_secret(*, agent: Agent, actor: Actor) -> str:
+    """A new signing secret, returned once; the old one keeps signing beside it for 24 h so
+    receivers can switch over without dropping a delivery."""
+    from escalation.delivery import SECRET_OVERLAP
+    from escalation.models.agents import new_webhook_secret
+
+    with transaction.atomic():
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        locked.previous_webhook_secret = locked.webhook_secret
+        locked.previous_secret_expires_at = timezone.now() + SECRET_OVERLAP
+        locked.webhook_secret = new_webhook_secret()
+        locked.save(
+            update_fields=[
+                "webhook_secret",
+                "previous_webhook_secret",
+                "previous_secret_expires_at",
+            ]
+        )
+        audit.record(
+            actor=actor,
+            verb="agent.webhook_secret_rotated",
+            data={
+                "agent": locked.name,
+                "agent_id": locked.pk,
+                "previous_valid_until": locked.previous_secret_expires_at.isoformat(),
+            },
+        )
+    return locked.webhook_secret

@@ -43,13 +43,26 @@ def enqueue(kind: str, *, case=None, payload: dict | None = None) -> OutboxItem:
     return item
 
 
+def ring(task, row_id: int) -> bool:
+    """Send a row's id to a Celery task: the doorbell for work already recorded in the
+    database. False (logged, never raised) when the broker is unreachable; the periodic
+    re-drive sends it again."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        task.apply(args=[row_id])
+        return True
+    try:
+        task.apply_async(args=[row_id], retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker failure is left to the re-drive
+        log.warning("%s(%s) not sent (%s); the re-drive will retry", task.name, row_id, exc)
+        return False
+    return True
+
+
 def send(item_id: int) -> bool:
-    """Hand one item to Celery; False (logged, never raised) when the broker is unreachable."""
+    """Hand one outbox item to Celery (see ring)."""
     from escalation.tasks import run_outbox_item
 
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        run_outbox_item.apply(args=[item_id])
-        return True
+    return ring(run_outbox_item, item_id)
     try:
         run_outbox_item.apply_async(args=[item_id], retry=False)
     except Exception as exc:  # noqa: BLE001 - any broker failure is left to the re-drive

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from escalation import notifications, outbox, transitions
+from escalation import delivery, notifications, outbox, transitions
 from escalation.models import AuditEvent, Escalation, IdempotencyRecord, Status, SweepCursor
 from escalation.models.agents import IDEMPOTENCY_TTL
 from escalation.models.cases import ACTIVE_STATUSES
@@ -82,6 +82,18 @@ def sweep_expiry(now: datetime | None = None, limit: int = BATCH) -> int:
     return sum(
         transitions.expire(case_id=case_id, now=now) is not None for case_id in list(case_ids)
     )
+
+
+def sweep_deliveries(now: datetime | None = None, limit: int = BATCH) -> int:
+    """Ring for every delivery whose next attempt is due and that no live attempt holds:
+    retries on schedule, and attempts whose worker was killed (their lease ran out)."""
+    now = now or timezone.now()
+    sent = 0
+    for delivery_id in delivery.due_deliveries(now, limit):
+        if not delivery.ring(delivery_id):
+            break  # broker down: the next run tries again
+        sent += 1
+    return sent
 
 
 BREACH_VERBS = ("sla.claim_breached", "sla.resolve_breached")

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from escalation import audit, outbox, sweeps
+from escalation import audit, delivery, outbox, sweeps
 
 
 @shared_task(name="escalation.tasks.run_outbox_item", ignore_result=True)
 def run_outbox_item(item_id: int) -> str:
     return outbox.perform(item_id)
+
+
+@shared_task(name="escalation.tasks.deliver_webhook", ignore_result=True)
+def deliver_webhook(delivery_id: int) -> str:
+    return delivery.attempt(delivery_id)
 
 
 @shared_task(name="escalation.tasks.redrive_outbox", ignore_result=True)
@@ -52,3 +57,8 @@ def notify_breaches() -> int:
 def log_audit_checkpoint() -> int:
     seq, _ = audit.log_checkpoint()
     return seq
+
+
+@shared_task(name="escalation.tasks.sweep_deliveries", **SWEEP_LIMITS)
+def sweep_deliveries() -> int:
+    return sweeps.sweep_deliveries()

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import permissions
-from escalation import audit, labels, outbox, queries, routing, sla, wakeups
+from escalation import audit, delivery, labels, outbox, queries, routing, sla, wakeups
 from escalation.audit import Actor, content_hash
 from escalation.models import (
     ContextUpdate,
@@ -563,6 +563,7 @@ def resolve(
         )
         _close(case, Status.RESOLVED, now)
         _save(case, now)
+        delivery.schedule(case, now)
         audit.record(
             actor=actor,
             verb="escalation.resolved",
@@ -661,6 +662,7 @@ def cancel(*, actor: Actor, case_id, reason: str = "", now: datetime | None = No
         case.cancelled_by_agent = actor.kind == ActorKind.AGENT
         _close(case, Status.CANCELLED, now)
         _save(case, now)
+        delivery.schedule(case, now)
         audit.record(
             actor=actor,
             verb="escalation.cancelled",
@@ -680,6 +682,7 @@ def expire(*, case_id, now: datetime | None = None) -> Escalation | None:
             return None
         _close(case, Status.EXPIRED, now)
         _save(case, now)
+        delivery.schedule(case, now)
         audit.record(
             actor=Actor.system(),
             verb="escalation.expired",

@@ -4,11 +4,11 @@ silently dropped); outputs are the spec's resources."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from escalation import sla
 from escalation.models import ContextUpdate, Escalation, Priority, Queue, Status
+from escalation.ssrf import validate_callback_url
 
 
 class StrictSerializer(serializers.Serializer):
@@ -55,7 +55,8 @@ class JSONObjectField(serializers.JSONField):
 class CallbackURLField(StrictCharField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        URLValidator(schemes=["http", "https"], message="must be an http(s) URL")(value)
+        if value:
+            validate_callback_url(value)
         return value
 
 

@@ -9,6 +9,7 @@ from escalation.models.cases import (
     Status,
     Transfer,
 )
+from escalation.models.deliveries import Delivery, DeliveryAttempt, DeliveryStatus
 from escalation.models.outbox import OutboxItem, SweepCursor
 from escalation.models.queues import BusinessCalendar, Queue
 
@@ -20,6 +21,9 @@ __all__ = [
     "BusinessCalendar",
     "ContextUpdate",
     "Decision",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryStatus",
     "Escalation",
     "IdempotencyRecord",
     "OutboxItem",

@@ -12,6 +12,8 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
+from escalation.ssrf import validate_callback_url
+
 KEY_PREFIX = "hnd_"
 KEY_PUBLIC_CHARS = 8
 VISIBLE_PREFIX_LENGTH = len(KEY_PREFIX) + KEY_PUBLIC_CHARS  # "hnd_" + 8 = 12
@@ -29,7 +31,7 @@ def digest_key(raw_key: str) -> str:
 
 class Agent(models.Model):
     name = models.SlugField(max_length=100, unique=True)
-    callback_url = models.URLField(max_length=2000, blank=True)
+    callback_url = models.URLField(max_length=2000, blank=True, validators=[validate_callback_url])
     webhook_secret = models.CharField(max_length=100, default=new_webhook_secret)
     # After a rotation the old secret keeps signing beside the new one until this time.
     previous_webhook_secret = models.CharField(max_length=100, blank=True)

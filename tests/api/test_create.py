@@ -137,7 +137,7 @@ def test_create_fills_the_optional_fields_with_their_defaults(api):
         pytest.param({"proposed_action": None}, id="null-proposed-action"),
         pytest.param({"priority": "urgent"}, id="urgent"),
         pytest.param({"priority": "low"}, id="low"),
-        pytest.param({"callback_url": "http://agent.example.com/hook"}, id="http-callback"),
+        pytest.param({"callback_url": "https://agent.example.com/hook"}, id="https-callback"),
         pytest.param({"agent_version": "v" * 100}, id="100-char-agent-version"),
     ],
 )

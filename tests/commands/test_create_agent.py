@@ -49,7 +49,7 @@ def test_create_agent_refuses_an_empty_queue_list(run):
     "url", ["ftp://agent.example.com/hook", "not a url", "javascript:alert(1)", "http://"]
 )
 def test_create_agent_refuses_a_callback_url_that_is_not_http(run, url):
-    with pytest.raises(CommandError, match="is not an http\\(s\\) URL"):
+    with pytest.raises(CommandError, match="must be an http\\(s\\) URL"):
         run("create_agent", name="refund-bot", callback_url=url)
     assert not Agent.objects.exists()
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
-from django.core.validators import URLValidator
 from django.db import transaction
 
 from escalation.models import Agent, Queue
+from escalation.ssrf import validate_callback_url
 from handoff.commands import OperatorCommand, one_line
 
 
@@ -40,9 +40,9 @@ class Command(OperatorCommand):
             raise CommandError(f"agent {name} already exists")
         if url:
             try:
-                URLValidator(schemes=["http", "https"])(url)
-            except ValidationError:
-                raise CommandError(f"--callback-url {url!r} is not an http(s) URL") from None
+                validate_callback_url(url)
+            except ValidationError as exc:
+                raise CommandError(f"--callback-url {url!r}: {' '.join(exc.messages)}") from None
         queues = None if options["queues"] is None else _queues(options["queues"])
         agent = Agent(name=name, callback_url=url, all_queues=queues is None)
         try:
