@@ -75,6 +75,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.roles",
             ],
         },
     },
@@ -282,6 +283,15 @@ HANDOFF_WEBHOOK_RETRY_SCHEDULE = env_durations(
     "HANDOFF_WEBHOOK_RETRY_SCHEDULE",
     [30, 120, 600, 1800, 3600, 7200, 14400, 21600, 21600, 21600, 21600],
 )
+# One attempt's lease: a worker killed mid-attempt leaves the delivery to the periodic task
+# once this passes; it must outlast the connect and read timeouts.
+HANDOFF_WEBHOOK_CONNECT_TIMEOUT = env_int("HANDOFF_WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)
+HANDOFF_WEBHOOK_READ_TIMEOUT = env_int("HANDOFF_WEBHOOK_READ_TIMEOUT", 10, minimum=1)
+HANDOFF_WEBHOOK_LEASE_SECONDS = env_int(
+    "HANDOFF_WEBHOOK_LEASE_SECONDS",
+    HANDOFF_WEBHOOK_CONNECT_TIMEOUT + HANDOFF_WEBHOOK_READ_TIMEOUT + 15,
+    minimum=HANDOFF_WEBHOOK_CONNECT_TIMEOUT + HANDOFF_WEBHOOK_READ_TIMEOUT + 1,
+)
 HANDOFF_METRICS_TOKEN = env_str("HANDOFF_METRICS_TOKEN")
 HANDOFF_PUBLIC_URL = env_str("HANDOFF_PUBLIC_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
 
@@ -308,6 +318,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "notify-breaches": {
         "task": "escalation.tasks.notify_breaches",
+        "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
+    },
+    "sweep-deliveries": {
+        "task": "escalation.tasks.sweep_deliveries",
         "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
     },
     "log-audit-checkpoint": {

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from escalation.web import views
+from escalation.web import manage_views, views
 
 urlpatterns = [
     path("inbox/", views.inbox, name="inbox"),
@@ -12,4 +12,10 @@ urlpatterns = [
     path("cases/<uuid:case_id>/heartbeat/", views.heartbeat, name="case-heartbeat"),
     path("cases/<uuid:case_id>/decide/", views.decide, name="case-decide"),
     path("cases/<uuid:case_id>/transfer/", views.transfer, name="case-transfer"),
+    path("manage/deliveries/", manage_views.deliveries, name="manage-deliveries"),
+    path(
+        "manage/deliveries/<int:delivery_id>/redeliver/",
+        manage_views.redeliver,
+        name="manage-redeliver",
+    ),
 ]
