@@ -31,6 +31,22 @@ class ReadOnlyAdmin(NoDeleteAdmin):
         return False
 
 
+class ActionOnlyAdmin(ReadOnlyAdmin):
+    """A read-only list whose actions call a domain function per selected row."""
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None  # the list (and its actions) without an edit form
+
+    def run_each(self, request, rows, act, error_class, done: str) -> None:
+        for row in rows:
+            try:
+                act(row, Actor.for_user(request.user))
+            except error_class as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, done.format(row=row), messages.SUCCESS)
+
+
 @admin.register(BusinessCalendar)
 class BusinessCalendarAdmin(admin.ModelAdmin):
     list_display = ["name", "timezone"]
@@ -78,7 +94,7 @@ class AgentAdmin(NoDeleteAdmin):
 
 
 @admin.register(AgentKey)
-class AgentKeyAdmin(ReadOnlyAdmin):
+class AgentKeyAdmin(ActionOnlyAdmin):
     list_display = ["prefix", "agent", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["agent"]
     fields = ["prefix", "agent", "created_at", "last_used_at", "revoked_at"]
@@ -86,16 +102,13 @@ class AgentKeyAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
-        for key in queryset:
-            try:
-                keys.revoke_key(prefix=key.prefix, actor=Actor.for_user(request.user))
-            except keys.AgentKeyError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                self.message_user(request, f"Revoked {key.prefix}", messages.SUCCESS)
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None  # the list (and its revoke action) without an edit form
+        self.run_each(
+            request,
+            queryset,
+            lambda key, actor: keys.revoke_key(prefix=key.prefix, actor=actor),
+            keys.AgentKeyError,
+            "Revoked {row.prefix}",
+        )
 
 
 @admin.register(Escalation)
@@ -113,7 +126,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdmin):
+class DeliveryAdmin(ActionOnlyAdmin):
     list_display = [
         "id",
         "event_type",
@@ -130,13 +143,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Deliver again (same webhook-id)")
     def redeliver(self, request, queryset):
-        for row in queryset:
-            try:
-                delivery.redeliver(delivery_id=row.pk, actor=Actor.for_user(request.user))
-            except delivery.RedeliveryError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                self.message_user(request, f"Delivery {row.pk} queued again", messages.SUCCESS)
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None  # the list and its action, no edit form
+        self.run_each(
+            request,
+            queryset,
+            lambda row, actor: delivery.redeliver(delivery_id=row.pk, actor=actor),
+            delivery.RedeliveryError,
+            "Delivery {row.pk} queued again",
+        )
