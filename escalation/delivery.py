@@ -10,9 +10,13 @@ from `next_attempt_at`, never held as Celery countdowns.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
 import random
+import socket
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -23,6 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from escalation import audit, outbox
 from escalation.audit import Actor
@@ -117,63 +122,80 @@ def signature(agent, webhook_id: str, timestamp: datetime, body: str, now: datet
     return " ".join(Webhook(secret).sign(webhook_id, timestamp, body) for secret in secrets)
 
 
+def attempt_deadline() -> float:
+    """Seconds one attempt may take in all: the per-read timeouts alone do not bound a
+    receiver that trickles its answer. Always shorter than the attempt's lease."""
+    return settings.HANDOFF_WEBHOOK_CONNECT_TIMEOUT + settings.HANDOFF_WEBHOOK_READ_TIMEOUT
+
+
+def _connection(destination: Destination):
+    connect_timeout = settings.HANDOFF_WEBHOOK_CONNECT_TIMEOUT
+    if destination.scheme == "https":
+        # TLS is checked against the name in the URL, on a connection to the vetted address.
+        return HTTPSConnection(
+            destination.address,
+            destination.port,
+            timeout=connect_timeout,
+            server_hostname=destination.host,
+            assert_hostname=destination.host,
+            cert_reqs="CERT_REQUIRED",
+        )
+    return HTTPConnection(destination.address, destination.port, timeout=connect_timeout)
+
+
 def _post(destination: Destination, delivery: Delivery) -> tuple[int | None, str]:
-    """(status, error): one POST to the vetted address, no redirects, capped read."""
+    """(status, error): one POST to the vetted address, no redirects, capped read, and a
+    watchdog that cuts the connection at the attempt's deadline."""
     sent_at = timezone.now()
     default_port = 443 if destination.scheme == "https" else 80
-    host_header = (
-        destination.host
-        if destination.port == default_port
-        else (f"{destination.host}:{destination.port}")
-    )
+    host = f"[{destination.host}]" if ":" in destination.host else destination.host
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Handoff-Webhooks/1",
-        "Host": host_header,
+        "Host": host if destination.port == default_port else f"{host}:{destination.port}",
         "webhook-id": delivery.webhook_id,
         "webhook-timestamp": str(int(sent_at.timestamp())),
         "webhook-signature": signature(
             delivery.agent, delivery.webhook_id, sent_at, delivery.body, sent_at
         ),
     }
-    timeout = urllib3.Timeout(
-        connect=settings.HANDOFF_WEBHOOK_CONNECT_TIMEOUT, read=settings.HANDOFF_WEBHOOK_READ_TIMEOUT
-    )
-    if destination.scheme == "https":
-        # TLS is checked against the name in the URL, on a connection to the vetted address.
-        pool = urllib3.HTTPSConnectionPool(
-            destination.address,
-            destination.port,
-            timeout=timeout,
-            retries=False,
-            maxsize=1,
-            server_hostname=destination.host,
-            assert_hostname=destination.host,
-            cert_reqs="CERT_REQUIRED",
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(
-            destination.address, destination.port, timeout=timeout, retries=False, maxsize=1
-        )
+    conn = _connection(destination)
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)  # unblocks the worker's pending read
+
+    watchdog = threading.Timer(attempt_deadline(), cut_off)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        with pool:
-            response = pool.urlopen(
-                "POST",
-                destination.target,
-                body=delivery.body.encode(),
-                headers=headers,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                assert_same_host=False,
-            )
-            response.read(MAX_RESPONSE_BYTES, decode_content=False)
-            response.close()
-    except urllib3.exceptions.HTTPError as exc:
+        conn.connect()
+        conn.sock.settimeout(settings.HANDOFF_WEBHOOK_READ_TIMEOUT)
+        conn.request(
+            "POST",
+            destination.target,
+            body=delivery.body.encode(),
+            headers=headers,
+            preload_content=False,
+        )
+        response = conn.getresponse()
+        response.read(MAX_RESPONSE_BYTES, decode_content=False)
+        status = response.status
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        if cut.is_set():
+            return None, f"no complete answer within {attempt_deadline()} s"
         return None, f"{type(exc).__name__}: {exc}"[:500]
-    if 300 <= response.status < 400:
-        return response.status, "redirect not followed"
-    return response.status, ""
+    finally:
+        watchdog.cancel()
+        conn.close()
+    if cut.is_set():
+        return None, f"no complete answer within {attempt_deadline()} s"
+    if 300 <= status < 400:
+        return status, "redirect not followed"
+    return status, ""
 
 
 def retry_delay(attempt_number: int) -> float | None:
@@ -187,17 +209,16 @@ def retry_delay(attempt_number: int) -> float | None:
 def attempt(delivery_id: int, now: datetime | None = None) -> str:
     """One attempt if the delivery is due and free: 'succeeded', 'retry', 'dead' or 'skipped'."""
     now = now or timezone.now()
-    lease = timedelta(seconds=settings.HANDOFF_WEBHOOK_LEASE_SECONDS)
+    lease_until = now + timedelta(seconds=settings.HANDOFF_WEBHOOK_LEASE_SECONDS)
     taken = Delivery.objects.filter(
         Q(locked_until__isnull=True) | Q(locked_until__lte=now),
         pk=delivery_id,
         status=DeliveryStatus.PENDING,
         next_attempt_at__lte=now,
-    ).update(locked_until=now + lease)
+    ).update(locked_until=lease_until)
     if not taken:
         return "skipped"
     delivery = Delivery.objects.select_related("agent", "escalation").get(pk=delivery_id)
-    number = delivery.attempts + 1
     started = time.monotonic()
     dead_reason = ""
     try:
@@ -214,7 +235,7 @@ def attempt(delivery_id: int, now: datetime | None = None) -> str:
         error = f"the receiver answered {status_code}"
     return _record(
         delivery,
-        number,
+        lease_until,
         now,
         int((time.monotonic() - started) * 1000),
         status_code,
@@ -225,7 +246,7 @@ def attempt(delivery_id: int, now: datetime | None = None) -> str:
 
 def _record(
     delivery: Delivery,
-    number: int,
+    lease_until: datetime,
     started_at: datetime,
     duration_ms: int,
     status_code: int | None,
@@ -233,10 +254,47 @@ def _record(
     dead_reason: str,
 ) -> str:
     now = timezone.now()
+    with transaction.atomic():
+        current = (
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("agent", "escalation")
+            .get(pk=delivery.pk)
+        )
+        if current.locked_until != lease_until or current.status != DeliveryStatus.PENDING:
+            # This attempt outlived its lease and another has taken over (or finished): its
+            # outcome must not overwrite theirs.
+            log.warning("delivery %s: an attempt that lost its lease was discarded", delivery.pk)
+            return "stale"
+        return _record_held(current, started_at, duration_ms, status_code, error, dead_reason, now)
+
+
+def _record_held(
+    delivery: Delivery,
+    started_at: datetime,
+    duration_ms: int,
+    status_code: int | None,
+    error: str,
+    dead_reason: str,
+    now: datetime,
+) -> str:
+    """Record one attempt's outcome; runs in the transaction that holds the row's lock."""
+    number = delivery.attempts + 1
     succeeded = status_code is not None and 200 <= status_code < 300 and not error
     delay = None if succeeded or dead_reason else retry_delay(number)
     if not succeeded and not dead_reason and delay is None:
         dead_reason = f"no success after {number} attempts"
+    DeliveryAttempt.objects.create(
+        delivery=delivery,
+        number=number,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        status_code=status_code,
+        error=error[:500],
+    )
+    delivery.attempts = number
+    delivery.locked_until = None
+    delivery.last_status_code = status_code
+    delivery.last_error = (dead_reason or error)[:500]
     facts = {
         "delivery": delivery.pk,
         "webhook_id": delivery.webhook_id,
@@ -244,46 +302,33 @@ def _record(
         "status_code": status_code,
         "url": delivery.url,
     }
-    with transaction.atomic():
-        DeliveryAttempt.objects.create(
-            delivery=delivery,
-            number=number,
-            started_at=started_at,
-            duration_ms=duration_ms,
-            status_code=status_code,
-            error=error[:500],
+    case, actor = delivery.escalation, Actor.system()
+    if succeeded:
+        delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED, now
+        audit.record(actor=actor, verb="delivery.succeeded", case=case, now=now, data=facts)
+        outcome = "succeeded"
+    else:
+        audit.record(
+            actor=actor,
+            verb="delivery.failed",
+            case=case,
+            now=now,
+            data={**facts, "error": error[:200]},
         )
-        delivery.attempts = number
-        delivery.locked_until = None
-        delivery.last_status_code = status_code
-        delivery.last_error = (dead_reason or error)[:500]
-        case, actor = delivery.escalation, Actor.system()
-        if succeeded:
-            delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED, now
-            audit.record(actor=actor, verb="delivery.succeeded", case=case, now=now, data=facts)
-            outcome = "succeeded"
-        else:
+        if dead_reason:
+            delivery.status, delivery.dead_at = DeliveryStatus.DEAD, now
             audit.record(
                 actor=actor,
-                verb="delivery.failed",
+                verb="delivery.dead",
                 case=case,
                 now=now,
-                data={**facts, "error": error[:200]},
+                data={**facts, "reason": dead_reason[:200]},
             )
-            if dead_reason:
-                delivery.status, delivery.dead_at = DeliveryStatus.DEAD, now
-                audit.record(
-                    actor=actor,
-                    verb="delivery.dead",
-                    case=case,
-                    now=now,
-                    data={**facts, "reason": dead_reason[:200]},
-                )
-                outcome = "dead"
-            else:
-                delivery.next_attempt_at = now + timedelta(seconds=delay)
-                outcome = "retry"
-        delivery.save()
+            outcome = "dead"
+        else:
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+            outcome = "retry"
+    delivery.save()
     log.info("delivery %s attempt %s: %s (%s)", delivery.pk, number, outcome, status_code or error)
     return outcome
 
