@@ -322,6 +322,11 @@ def bands(outcomes: Iterable[Outcome | tuple[float, str]]) -> list[dict[str, Any
         i = band_index(o.confidence)
         counts[i][o.decision] += 1
         sums[i] += o.confidence
+    return _band_rows(counts, sums)
+
+
+def _band_rows(counts: list[dict[str, int]], sums: list[float]) -> list[dict[str, Any]]:
+    """The per-band rows of `bands` from per-band decision counts and confidence sums."""
     result = []
     for i in range(BANDS):
         c = counts[i]
@@ -359,6 +364,10 @@ def reliability(outcomes: Iterable[Outcome | tuple[float, str]]) -> list[dict[st
     A perfectly calibrated agent lies on the diagonal; `gap` = accuracy - mean_confidence is
     negative where the agent is over-confident.
     """
+    return _reliability_rows(bands(outcomes))
+
+
+def _reliability_rows(per_band: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "band": b["band"],
@@ -369,14 +378,17 @@ def reliability(outcomes: Iterable[Outcome | tuple[float, str]]) -> list[dict[st
             "accuracy": b["accuracy"],
             "gap": b["accuracy"] - b["mean_confidence"],
         }
-        for b in bands(outcomes)
+        for b in per_band
         if b["n"]
     ]
 
 
 def ece(outcomes: Iterable[Outcome | tuple[float, str]]) -> float | None:
     """Expected calibration error: sum over bands of n_b / N * |accuracy_b - confidence_b|."""
-    per_band = bands(outcomes)
+    return _ece_of(bands(outcomes))
+
+
+def _ece_of(per_band: list[dict[str, Any]]) -> float | None:
     total = sum(b["n"] for b in per_band)
     if not total:
         return None
@@ -502,7 +514,6 @@ def certify(
     _check_delta(delta)
     items = _outcomes(outcomes)
     total = len(items)
-    floor_n = n_min(alpha, delta)
     ranked = sorted(((o.confidence, o.is_error) for o in items), key=lambda x: -x[0])
 
     # (j, n, k, min confidence selected) for every grid point, top down.
@@ -515,7 +526,19 @@ def certify(
             n += 1
             i += 1
         steps.append((j, n, k, ranked[i - 1][0] if n else None))
+    return _walk(steps, total, alpha, delta)
 
+
+def _walk(
+    steps: list[tuple[int, int, int, float | None]], total: int, alpha: float, delta: float
+) -> Certificate:
+    """The fixed-sequence test over cumulative evidence, shared by `certify` (outcomes) and
+    `summarize_grid` (per-grid aggregates).
+
+    `steps` holds (j, n, k, lowest) for j = GRID .. 0 in that order: n cases with confidence
+    >= j / GRID, k errors among them, and the lowest confidence they include (None if n = 0).
+    """
+    floor_n = n_min(alpha, delta)
     certified_at: tuple[int, int, int, float | None] | None = None
     stop_index: int | None = None
     for idx, (_, n, k, _lowest) in enumerate(steps):
@@ -590,14 +613,160 @@ def as_json(
 ) -> dict[str, Any]:
     """The whole calibration report for one agent/queue, JSON-ready (floats to 6 places)."""
     items = _outcomes(outcomes)
-    per_band = bands(items)
+    return _report(len(items), bands(items), brier(items), certify(items, alpha, delta))
+
+
+def _report(
+    total: int, per_band: list[dict[str, Any]], brier_score: float | None, cert: Certificate
+) -> dict[str, Any]:
     return _round(
         {
-            "total": len(items),
+            "total": total,
             "bands": per_band,
-            "reliability": reliability(items),
-            "ece": ece(items),
-            "brier": brier(items),
-            "certificate": certify(items, alpha, delta).to_dict(),
+            "reliability": _reliability_rows(per_band),
+            "ece": _ece_of(per_band),
+            "brier": brier_score,
+            "certificate": cert.to_dict(),
         }
     )
+
+
+# --- the same report from per-grid-point aggregates (computed in SQL) ----------------------
+#
+# A report needs no per-case data, only these aggregates per grid point g = grid_index(c):
+# the cases at g select together at every threshold (t = j / GRID selects exactly the g >= j),
+# band b holds grid points 10 b .. 10 b + 9 (and 100 falls in band 9), and the Brier score
+# expands to (sum c^2 - 2 sum c y + sum y) / N with y = 1 for an approval (y^2 = y).
+# escalation.queries.calibration_counts computes them in one GROUP BY.
+
+GRID_ROW_FIELDS = (
+    "g",  # grid point 0 .. GRID
+    "n",  # cases
+    "errors",  # modified + rejected
+    "approved",
+    "modified",
+    "rejected",
+    "sum_c",  # sum of confidence
+    "sum_c2",  # sum of confidence^2
+    "sum_c_approved",  # sum of confidence over approved cases
+    "min_c",  # lowest confidence (None when n = 0)
+)
+
+
+def grid_index(confidence: float) -> int:
+    """Grid point 0..GRID of a confidence: floor((c + EPS) * GRID), the highest threshold
+    t = j / GRID that selects it (c >= t - EPS), and band_index(c) == min(9, g // 10).
+
+    Both equalities are exact in real arithmetic; in floats they can differ only for a
+    confidence within a few ulps of a grid point minus EPS (e.g. 0.929999999 itself), which
+    no agent's score sits on in practice.
+    """
+    return math.floor((confidence + EPS) * GRID)
+
+
+def grid_rows(outcomes: Iterable[Outcome | tuple[float, str]]) -> list[dict[str, Any]]:
+    """The per-grid-point aggregates of `outcomes`, as calibration_counts returns them from
+    SQL (non-empty grid points only, ascending): for tests and for callers holding outcomes."""
+    rows: dict[int, dict[str, Any]] = {}
+    for o in _outcomes(outcomes):
+        g = grid_index(o.confidence)
+        row = rows.setdefault(
+            g,
+            {
+                "g": g,
+                "n": 0,
+                "errors": 0,
+                "approved": 0,
+                "modified": 0,
+                "rejected": 0,
+                "sum_c": 0.0,
+                "sum_c2": 0.0,
+                "sum_c_approved": 0.0,
+                "min_c": None,
+            },
+        )
+        row["n"] += 1
+        row["errors"] += o.is_error
+        row[{APPROVE: "approved", MODIFY: "modified", REJECT: "rejected"}[o.decision]] += 1
+        row["sum_c"] += o.confidence
+        row["sum_c2"] += o.confidence * o.confidence
+        if not o.is_error:
+            row["sum_c_approved"] += o.confidence
+        row["min_c"] = o.confidence if row["min_c"] is None else min(row["min_c"], o.confidence)
+    return [rows[g] for g in sorted(rows)]
+
+
+def _grid_arrays(grid: Iterable[Any]) -> dict[str, list[Any]]:
+    """Per-grid-point columns (index = g), merging repeated g; validates every row."""
+    cols: dict[str, list[Any]] = {
+        name: [0] * (GRID + 1) for name in ("n", "errors", "approved", "modified", "rejected")
+    }
+    for name in ("sum_c", "sum_c2", "sum_c_approved"):
+        cols[name] = [0.0] * (GRID + 1)
+    cols["min_c"] = [None] * (GRID + 1)
+    for row in grid:
+        g, n = int(row["g"]), int(row["n"])
+        approved, modified, rejected = (int(row[x]) for x in ("approved", "modified", "rejected"))
+        errors = int(row["errors"])
+        if not 0 <= g <= GRID:
+            raise ValueError(f"grid point must be in 0..{GRID}, got {g}")
+        if min(n, approved, modified, rejected) < 0 or approved + modified + rejected != n:
+            raise ValueError(f"grid point {g}: decision counts do not add up to n = {n}")
+        if errors != modified + rejected:
+            raise ValueError(f"grid point {g}: errors must be modified + rejected")
+        if not n:
+            continue
+        cols["n"][g] += n
+        cols["errors"][g] += errors
+        cols["approved"][g] += approved
+        cols["modified"][g] += modified
+        cols["rejected"][g] += rejected
+        for name in ("sum_c", "sum_c2", "sum_c_approved"):
+            cols[name][g] += float(row[name] or 0.0)
+        low = float(row["min_c"])
+        cols["min_c"][g] = low if cols["min_c"][g] is None else min(cols["min_c"][g], low)
+    return cols
+
+
+def summarize_grid(
+    grid: Iterable[Any],
+    alpha: float = DEFAULT_ALPHA,
+    delta: float = DEFAULT_DELTA,
+) -> dict[str, Any]:
+    """`as_json` computed from per-grid-point aggregates (rows with GRID_ROW_FIELDS, e.g. from
+    escalation.queries.calibration_counts) instead of one outcome per case: same keys, same
+    walk (`_walk`), same numbers up to float summation order (far below the 6 places shown;
+    see `grid_index` for the one float edge where a case may count one grid point over)."""
+    _check_alpha(alpha)
+    _check_delta(delta)
+    cols = _grid_arrays(grid)
+    total = sum(cols["n"])
+
+    # Cumulative evidence from the top: t = j / GRID selects the grid points g >= j, and theta
+    # is the lowest confidence among them.
+    steps: list[tuple[int, int, int, float | None]] = []
+    n = k = 0
+    lowest: float | None = None
+    for j in range(GRID, -1, -1):
+        n += cols["n"][j]
+        k += cols["errors"][j]
+        low = cols["min_c"][j]
+        if low is not None:
+            lowest = low if lowest is None else min(lowest, low)
+        steps.append((j, n, k, lowest))
+
+    per = GRID // BANDS
+    counts = [{APPROVE: 0, MODIFY: 0, REJECT: 0} for _ in range(BANDS)]
+    sums = [0.0] * BANDS
+    for g in range(GRID + 1):
+        b = min(BANDS - 1, g // per)
+        counts[b][APPROVE] += cols["approved"][g]
+        counts[b][MODIFY] += cols["modified"][g]
+        counts[b][REJECT] += cols["rejected"][g]
+        sums[b] += cols["sum_c"][g]
+
+    brier_score = None
+    if total:
+        terms = [*cols["sum_c2"], *(-2.0 * x for x in cols["sum_c_approved"]), *cols["approved"]]
+        brier_score = max(0.0, math.fsum(terms) / total)
+    return _report(total, _band_rows(counts, sums), brier_score, _walk(steps, total, alpha, delta))

@@ -195,3 +195,54 @@ def inbox_version(queue_ids, now: datetime) -> str:
     ]
     latest = max(stamps, default=None)
     return f"{latest.timestamp() if latest else 0:.6f}-{int(now.timestamp() // 60)}"
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+
+def calibration_counts(cases: QuerySet[Escalation]) -> list[dict]:
+    """Per-grid-point aggregates of the resolved cases in `cases`, for
+    escalation.calibration.summarize_grid: one GROUP BY, at most 101 rows, whatever the volume.
+
+    Each row: g = floor((confidence + EPS) * 100) (the same formula as
+    calibration.grid_index, evaluated in double precision by the database), n, errors
+    (modified + rejected), approved, modified, rejected, sum_c, sum_c2, sum_c_approved (sum of
+    confidence over approved cases) and min_c. Cases without a resolution are left out.
+    """
+    from django.db.models import Count, F, FloatField, IntegerField, Min, Sum, Value
+    from django.db.models.functions import Cast, Coalesce, Floor
+
+    from escalation import calibration
+    from escalation.models import Decision
+
+    zero = Value(0.0, output_field=FloatField())
+    grid = Cast(
+        Floor(
+            (F("confidence") + Value(calibration.EPS, output_field=FloatField()))
+            * Value(float(calibration.GRID), output_field=FloatField())
+        ),
+        IntegerField(),
+    )
+    rows = (
+        cases.filter(status=Status.RESOLVED, resolution__decision__in=Decision.values)
+        .annotate(g=grid)
+        .order_by()
+        .values("g")
+        .annotate(
+            n=Count("pk"),
+            errors=Count("pk", filter=~Q(resolution__decision=Decision.APPROVE)),
+            approved=Count("pk", filter=Q(resolution__decision=Decision.APPROVE)),
+            modified=Count("pk", filter=Q(resolution__decision=Decision.MODIFY)),
+            rejected=Count("pk", filter=Q(resolution__decision=Decision.REJECT)),
+            sum_c=Coalesce(Sum("confidence"), zero),
+            sum_c2=Coalesce(
+                Sum(F("confidence") * F("confidence"), output_field=FloatField()), zero
+            ),
+            sum_c_approved=Coalesce(
+                Sum("confidence", filter=Q(resolution__decision=Decision.APPROVE)), zero
+            ),
+            min_c=Min("confidence"),
+        )
+        .order_by("g")
+    )
+    return list(rows)

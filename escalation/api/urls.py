@@ -24,6 +24,7 @@ urlpatterns = [
     ),
     path("queues", views.QueueList.as_view(), name="api-queues"),
     path("labels", views.LabelList.as_view(), name="api-labels"),
+    path("calibration", views.Calibration.as_view(), name="api-calibration"),
     path("schema", get_only(SpectacularAPIView.as_view()), name="api-schema"),
     # The split view serves its script as a file, so the docs page works under the CSP.
     path(

@@ -4,20 +4,22 @@ or a read in escalation.queries."""
 from __future__ import annotations
 
 import base64
+import math
+import re
 import uuid
 
 from django.db.models import Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, pagination, status
+from rest_framework import generics, pagination, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from escalation import transitions
+from escalation import calibration, queries, transitions
 from escalation.api import idempotency
 from escalation.api.errors import ApiError
 from escalation.api.schema import error_responses
@@ -391,3 +393,166 @@ def stream_jsonl(request, cases: QuerySet[Escalation]) -> StreamingHttpResponse:
     response = StreamingHttpResponse(content, content_type="application/x-ndjson")
     response["Content-Disposition"] = 'attachment; filename="labels.jsonl"'
     return response
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+CALIBRATION_NOTE = (
+    "escalated cases are the ones the agent chose to send, so these figures speak for those only"
+)
+# A plain decimal number: no sign, no "nan" or "inf", no digit separators.
+_DECIMAL = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# The smallest alpha or delta taken. Below it n_min = ln(delta) / ln(1 - alpha) runs past
+# billions of cases (no one can act on that), and near the smallest doubles (alpha ~ 1e-100,
+# a subnormal delta) calibration.n_min's one-step search no longer ends.
+_LEVEL_FLOOR = 1e-9
+
+
+def _parse_level(params, name: str, default: float, errors: dict) -> float:
+    """alpha or delta from the query: a number in (0, 0.5]; the default when absent or empty."""
+    raw = params.get(name, "").strip()
+    if not raw:
+        return default
+    value = float(raw) if raw.isascii() and _DECIMAL.fullmatch(raw) else math.nan
+    if not _LEVEL_FLOOR <= value <= 0.5:  # NaN fails too
+        errors[name] = f"a number in (0, 0.5], at least {_LEVEL_FLOOR:g}, e.g. {default}"
+    return value
+
+
+class CalibrationBandSerializer(serializers.Serializer):
+    band = serializers.IntegerField(help_text="0..9: confidence [band/10, (band+1)/10)")
+    lo = serializers.FloatField()
+    hi = serializers.FloatField()
+    label = serializers.CharField()
+    n = serializers.IntegerField()
+    approved = serializers.IntegerField()
+    modified = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="modified + rejected")
+    approved_share = serializers.FloatField(allow_null=True)
+    modified_share = serializers.FloatField(allow_null=True)
+    rejected_share = serializers.FloatField(allow_null=True)
+    mean_confidence = serializers.FloatField(allow_null=True)
+    error_rate = serializers.FloatField(allow_null=True)
+    accuracy = serializers.FloatField(allow_null=True, help_text="share approved as is")
+
+
+class CalibrationPointSerializer(serializers.Serializer):
+    band = serializers.IntegerField()
+    lo = serializers.FloatField()
+    hi = serializers.FloatField()
+    n = serializers.IntegerField()
+    mean_confidence = serializers.FloatField()
+    accuracy = serializers.FloatField()
+    gap = serializers.FloatField(help_text="accuracy - mean_confidence")
+
+
+class CalibrationEvidenceSerializer(serializers.Serializer):
+    t = serializers.FloatField(help_text="threshold: the cases with confidence >= t")
+    n = serializers.IntegerField()
+    k = serializers.IntegerField(help_text="errors among them")
+    coverage = serializers.FloatField(help_text="n / total")
+    upper_bound = serializers.FloatField(help_text="Clopper-Pearson upper bound of the error rate")
+    p_value = serializers.FloatField(help_text="P(Binomial(n, alpha) <= k)")
+    needed_error_free = serializers.IntegerField(required=False)
+
+
+class CalibrationCertificateSerializer(serializers.Serializer):
+    certified = serializers.BooleanField()
+    theta = serializers.FloatField(
+        allow_null=True, help_text="auto-handle confidence >= theta (null when not certified)"
+    )
+    theta_grid = serializers.FloatField(allow_null=True)
+    threshold_t = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField()
+    k = serializers.IntegerField()
+    total = serializers.IntegerField()
+    coverage = serializers.FloatField()
+    upper_bound = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    alpha = serializers.FloatField()
+    delta = serializers.FloatField()
+    n_min = serializers.IntegerField()
+    needed_error_free = serializers.IntegerField(allow_null=True)
+    best = CalibrationEvidenceSerializer(
+        allow_null=True, help_text="when not certified: the evidence closest to certifying"
+    )
+    stopped_at = CalibrationEvidenceSerializer(
+        allow_null=True, help_text="the tested threshold where the walk stopped"
+    )
+
+
+class CalibrationSerializer(serializers.Serializer):
+    agent = serializers.CharField()
+    queue = serializers.CharField(allow_null=True)
+    agent_version = serializers.CharField(allow_null=True)
+    alpha = serializers.FloatField()
+    delta = serializers.FloatField()
+    note = serializers.CharField()
+    total = serializers.IntegerField(help_text="resolved cases counted")
+    bands = CalibrationBandSerializer(many=True)
+    reliability = CalibrationPointSerializer(many=True)
+    ece = serializers.FloatField(allow_null=True, help_text="expected calibration error")
+    brier = serializers.FloatField(allow_null=True)
+    certificate = CalibrationCertificateSerializer()
+
+
+class Calibration(APIView):
+    @extend_schema(
+        operation_id="get_calibration",
+        summary="This agent's calibration on its own resolved cases",
+        description=(
+            "Per confidence band (0.0-0.1 ... 0.9-1.0): counts and shares approved as is, "
+            "modified and rejected (an error is a modify or a reject); reliability points, "
+            "ECE and Brier score; and the certified threshold for error budget `alpha` at "
+            "confidence `1 - delta` (exact binomial, thresholds 1.00, 0.99, ... tested from "
+            "the top, stopping at the first that fails). Escalated cases are the ones the "
+            "agent chose to send, so the figures speak for those only. An unknown queue "
+            "counts nothing."
+        ),
+        parameters=[
+            OpenApiParameter("queue", str, description="queue slug"),
+            OpenApiParameter("agent_version", str, description="only this agent_version's cases"),
+            OpenApiParameter(
+                "alpha",
+                float,
+                description=f"error budget, {_LEVEL_FLOOR:g} to 0.5; "
+                f"default {calibration.DEFAULT_ALPHA}",
+            ),
+            OpenApiParameter(
+                "delta",
+                float,
+                description=f"1 - confidence level, {_LEVEL_FLOOR:g} to 0.5; "
+                f"default {calibration.DEFAULT_DELTA}",
+            ),
+        ],
+        responses={200: CalibrationSerializer, **error_responses(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        errors: dict[str, str] = {}
+        alpha = _parse_level(params, "alpha", calibration.DEFAULT_ALPHA, errors)
+        delta = _parse_level(params, "delta", calibration.DEFAULT_DELTA, errors)
+        if errors:
+            raise ApiError(
+                400, "invalid", "alpha and delta must be numbers in (0, 0.5]", fields=errors
+            )
+        cases = Escalation.objects.filter(agent=request.user, status=Status.RESOLVED)
+        queue = params.get("queue") or None
+        if queue is not None:
+            cases = cases.filter(queue__slug=queue)
+        version = params.get("agent_version") or None
+        if version is not None:
+            cases = cases.filter(agent_version=version)
+        summary = calibration.summarize_grid(queries.calibration_counts(cases), alpha, delta)
+        return Response(
+            {
+                "agent": request.user.name,
+                "queue": queue,
+                "agent_version": version,
+                "alpha": alpha,
+                "delta": delta,
+                "note": CALIBRATION_NOTE,
+                **summary,
+            }
+        )

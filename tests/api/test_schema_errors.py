@@ -20,8 +20,7 @@ from tests.api.helpers import (
 
 pytestmark = pytest.mark.django_db
 
-# The agent API's paths as the spec's table names them (batch, calibration and decisions are
-# not built yet).
+# The agent API's paths as the spec's table names them (batch and decisions are not built yet).
 SPEC_PATHS = {
     "/api/v1/escalations": {"get", "post"},
     "/api/v1/escalations/{id}": {"get"},
@@ -30,6 +29,7 @@ SPEC_PATHS = {
     "/api/v1/escalations/{id}/resolution": {"get"},
     "/api/v1/queues": {"get"},
     "/api/v1/labels": {"get"},
+    "/api/v1/calibration": {"get"},
 }
 
 
