@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from escalation.web import manage_views, views
 

@@ -1,0 +1,3 @@
+"""Manager console routes (see the view module next to it)."""
+
+urlpatterns: list = []
