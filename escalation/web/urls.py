@@ -18,4 +18,7 @@ urlpatterns = [
         manage_views.redeliver,
         name="manage-redeliver",
     ),
+    path("", include("escalation.web.audit_urls")),
+    path("", include("escalation.web.stats_urls")),
+    path("", include("escalation.web.export_urls")),
 ]
