@@ -8,7 +8,7 @@ import math
 import re
 import uuid
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from escalation import calibration, queries, transitions
+from escalation import calibration, exports, queries, transitions
 from escalation.api import idempotency
 from escalation.api.errors import ApiError
 from escalation.api.schema import error_responses
@@ -35,8 +35,6 @@ from escalation.api.serializers import (
 )
 from escalation.audit import Actor
 from escalation.models import Escalation, Status
-
-JSONL_BATCH = 500
 
 
 class CasePagination(pagination.CursorPagination):
@@ -58,7 +56,7 @@ class CasePagination(pagination.CursorPagination):
 
 
 class IgnoreFormatParameter(DefaultContentNegotiation):
-    """`format` is the labels endpoint's own parameter (json or jsonl), not DRF's renderer
+    """`format` is the labels endpoint's own parameter (json, jsonl or csv), not DRF's renderer
     override; this API only ever renders JSON."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
@@ -277,23 +275,6 @@ def _decode_label_cursor(text: str) -> tuple:
     return parsed, case_id
 
 
-def label_batch(
-    cases: QuerySet[Escalation], after: tuple | None, limit: int
-) -> tuple[list[Escalation], tuple | None]:
-    """Labels oldest first after the keyset (resolved_at, id); returns the rows and the
-    position of the last one (None when there are no more)."""
-    if after is not None:
-        cases = cases.filter(
-            Q(resolution__resolved_at__gt=after[0])
-            | Q(resolution__resolved_at=after[0], pk__gt=after[1])
-        )
-    rows = list(cases.order_by("resolution__resolved_at", "pk")[: limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = (rows[-1].resolution.resolved_at, rows[-1].pk) if rows and more else None
-    return rows, last
-
-
 class LabelList(APIView):
     content_negotiation_class = IgnoreFormatParameter
 
@@ -303,17 +284,23 @@ class LabelList(APIView):
         parameters=[
             OpenApiParameter("queue", str, description="queue slug"),
             OpenApiParameter("after", str, description="ISO 8601 time: resolved after it"),
+            OpenApiParameter("until", str, description="ISO 8601 time: resolved at or before it"),
             OpenApiParameter(
                 "format",
                 str,
-                enum=["json", "jsonl"],
-                description="jsonl streams every matching label as JSON Lines",
+                enum=["json", *exports.FORMATS],
+                description=(
+                    "json: a page; jsonl streams every matching label as JSON Lines, csv as"
+                    " CSV (one row per label, JSON fields as canonical JSON)"
+                ),
             ),
-            OpenApiParameter("limit", int, description=f"page size, at most {LABEL_PAGE_MAX}"),
+            OpenApiParameter(
+                "limit", int, description=f"page size (format=json), at most {LABEL_PAGE_MAX}"
+            ),
             OpenApiParameter("cursor", str, description="from the previous page's next link"),
         ],
         responses={
-            200: OpenApiResponse(description="a page of labels, or JSON Lines"),
+            200: OpenApiResponse(description="a page of labels, JSON Lines or CSV"),
             **error_responses(400, 401),
         },
     )
@@ -326,16 +313,23 @@ class LabelList(APIView):
             labels = labels.filter(
                 resolution__resolved_at__gt=_parse_time("after", params["after"])
             )
+        if params.get("until"):
+            labels = labels.filter(
+                resolution__resolved_at__lte=_parse_time("until", params["until"])
+            )
         fmt = params.get("format", "json")
-        if fmt == "jsonl":
-            return stream_jsonl(request, labels)
+        if fmt in exports.FORMATS:
+            return exports.stream(request, labels, fmt)
         if fmt != "json":
             raise ApiError(
-                400, "invalid", "format must be json or jsonl", fields={"format": "json or jsonl"}
+                400,
+                "invalid",
+                "format must be json, jsonl or csv",
+                fields={"format": "json, jsonl or csv"},
             )
         limit = _parse_limit(params.get("limit"), LABEL_PAGE, LABEL_PAGE_MAX)
         after = _decode_label_cursor(params["cursor"]) if params.get("cursor") else None
-        rows, last = label_batch(labels, after, limit)
+        rows, last = exports.label_batch(labels, after, limit)
         next_url = None
         if last is not None:
             query = params.copy()
@@ -355,44 +349,6 @@ def _parse_limit(raw: str | None, default: int, maximum: int) -> int:
             fields={"limit": f"an integer from 1 to {maximum}"},
         )
     return int(raw)
-
-
-def stream_jsonl(request, cases: QuerySet[Escalation]) -> StreamingHttpResponse:
-    """One label per line, fetched in keyset batches: memory stays flat however many there are.
-
-    Under ASGI (production) the iterator must be async, or Django would buffer a sync one
-    whole; each batch then borrows a database connection only for its own query.
-    """
-    from asgiref.sync import sync_to_async
-    from django.core.handlers.asgi import ASGIRequest
-
-    from escalation.audit import canonical_json
-
-    def lines_after(position) -> tuple[list[str], tuple | None]:
-        rows, last = label_batch(cases, position, JSONL_BATCH)
-        return [canonical_json(LabelSerializer(c).data) + "\n" for c in rows], last
-
-    def sync_lines():
-        position = None
-        while True:
-            lines, position = lines_after(position)
-            yield from lines
-            if position is None:
-                return
-
-    async def async_lines():
-        position = None
-        while True:
-            lines, position = await sync_to_async(lines_after)(position)
-            for line in lines:
-                yield line
-            if position is None:
-                return
-
-    content = async_lines() if isinstance(request._request, ASGIRequest) else sync_lines()
-    response = StreamingHttpResponse(content, content_type="application/x-ndjson")
-    response["Content-Disposition"] = 'attachment; filename="labels.jsonl"'
-    return response
 
 
 # --- calibration -----------------------------------------------------------------------------

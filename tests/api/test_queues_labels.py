@@ -246,7 +246,7 @@ def test_json_lines_of_an_agent_with_no_labels_are_empty(other_api, resolved_cas
     assert b"".join(response.streaming_content) == b""
 
 
-@pytest.mark.parametrize("fmt", ["csv", "xml", "JSONL"])
+@pytest.mark.parametrize("fmt", ["tsv", "xml", "JSONL"])
 def test_labels_refuse_an_unknown_format(api, fmt):
     response = api.get(LABELS, {"format": fmt})
 
