@@ -1,3 +1,17 @@
-"""Manager console routes (see the view module next to it)."""
+"""Manager statistics routes (see escalation.web.manage_stats)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from escalation.web import manage_stats
+
+urlpatterns = [
+    path("manage/reviewers/", manage_stats.reviewers, name="manage-reviewers"),
+    path("manage/agents/", manage_stats.agents, name="manage-agents"),
+    # <path:…>: an agent's name is a slug, but a row written around the validators must still
+    # get a working, escaped link rather than a NoReverseMatch on the whole page.
+    path(
+        "manage/agents/<path:name>/calibration",
+        manage_stats.agent_calibration,
+        name="manage-agent-calibration",
+    ),
+]
