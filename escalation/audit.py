@@ -22,7 +22,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from escalation.models.audit import ActorKind, AuditChainHead, AuditEvent
+from escalation.models.audit import ActorKind, AuditChainHead, AuditEvent, AuditVerification
 
 checkpoint_log = logging.getLogger("handoff.audit")
 
@@ -244,3 +244,36 @@ def log_checkpoint() -> tuple[int, str]:
         )
     )
     return seq, digest
+
+
+def request_verification(*, user) -> AuditVerification:
+    """Record that someone asked for a verification, and ring the worker after commit: the walk
+    reads every event, so it runs in Celery, never in the request."""
+    from escalation import outbox
+    from escalation.tasks import verify_audit_chain_task
+
+    with transaction.atomic():
+        verification = AuditVerification.objects.create(
+            started_at=timezone.now(), requested_by=user
+        )
+        transaction.on_commit(lambda: outbox.ring(verify_audit_chain_task, verification.pk))
+    return verification
+
+
+def run_verification(verification_id: int) -> bool | None:
+    """Walk the chain for one requested verification and store the outcome. A row already
+    finished (a task delivered twice) is left alone; the conditional UPDATE keeps two
+    concurrent runs from both writing."""
+    pending = AuditVerification.objects.filter(pk=verification_id, finished_at__isnull=True)
+    if not pending.exists():
+        return None
+    report = verify_chain()
+    pending.update(
+        finished_at=timezone.now(),
+        ok=report.ok,
+        checked=report.checked,
+        head_seq=report.head_seq,
+        first_bad_seq=report.first_bad_seq,
+        problem=report.problem,
+    )
+    return report.ok

@@ -1,5 +1,5 @@
 from escalation.models.agents import Agent, AgentKey, IdempotencyRecord
-from escalation.models.audit import AuditChainHead, AuditEvent
+from escalation.models.audit import AuditChainHead, AuditEvent, AuditVerification
 from escalation.models.cases import (
     ContextUpdate,
     Decision,
@@ -18,6 +18,7 @@ __all__ = [
     "AgentKey",
     "AuditChainHead",
     "AuditEvent",
+    "AuditVerification",
     "BusinessCalendar",
     "ContextUpdate",
     "Decision",

@@ -55,6 +55,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["verb", "seq"], name="audit_verb_seq_idx"),
             models.Index(fields=["created_at"], name="audit_time_idx"),
             models.Index(fields=["queue", "created_at"], name="audit_queue_idx"),
+            # The manager's audit log pages one queue's events newest first, keyed on seq.
+            models.Index(fields=["queue", "seq"], name="audit_queue_seq_idx"),
         ]
 
     def __str__(self) -> str:
@@ -68,3 +70,30 @@ class AuditChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64)
+
+
+class AuditVerification(models.Model):
+    """One run of verify_chain() asked for from the audit page; the page shows the last finished
+    one. Written by escalation.audit (request_verification, run_verification)."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    ok = models.BooleanField(null=True)
+    checked = models.BigIntegerField(default=0)
+    head_seq = models.BigIntegerField(default=0)
+    first_bad_seq = models.BigIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        state = "running" if self.finished_at is None else ("ok" if self.ok else "failed")
+        return f"verification {self.pk} ({state})"
