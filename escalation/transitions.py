@@ -407,6 +407,8 @@ def _take_claim(case: Escalation, actor: Actor, now: datetime) -> Escalation:
     case.status = Status.CLAIMED
     case.claimed_by = actor.user
     case.claimed_at = now
+    if case.first_claimed_at is None:
+        case.first_claimed_at = now
     case.claim_token = uuid.uuid4()
     case.lease_expires_at = now + timedelta(seconds=case.queue.lease_seconds)
     _run_claimed_clock(case)

@@ -86,6 +86,9 @@ class Escalation(models.Model):
         related_name="claimed_cases",
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The first claim ever (kept through release, lease expiry and transfer): time to claim
+    # on the SLA dashboard runs from created_at to here.
+    first_claimed_at = models.DateTimeField(null=True, blank=True)
     # A fresh token per claim fences stale holders: a resolve must present the current token
     # while the lease is still running, even before any sweep has returned the case.
     claim_token = models.UUIDField(null=True, blank=True)

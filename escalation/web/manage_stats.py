@@ -321,3 +321,119 @@ def agent_calibration(request: HttpRequest, name: str) -> HttpResponse:
 def _vary(response: HttpResponse) -> HttpResponse:
     patch_vary_headers(response, ("Accept",))
     return response
+
+
+# --- SLA ------------------------------------------------------------------------------------
+
+SLA_DIMENSION_TITLES = (("queue", "Queue"), ("priority", "Priority"), ("reviewer", "Reviewer"))
+
+
+def _unit(seconds: list[float]) -> tuple[float, str]:
+    """The time unit a chart of these durations reads best in: (seconds per unit, name)."""
+    top = max(seconds, default=0)
+    if top >= 2 * 3600:
+        return 3600.0, "hours"
+    if top >= 120:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def _percentile_chart(rows: list[dict], which: str, title: str) -> Any:
+    """p50 / p90 / p99 side by side for each group (three bars a group), or None when nothing
+    was measured."""
+    measured = [v for r in rows for v in (r[which] or []) if v is not None]
+    if not measured:
+        return None
+    per, unit = _unit(measured)
+    points = [
+        (f"{r['label']} · {name}", round((v or 0) / per, 1))
+        for r in rows
+        for name, v in zip(("p50", "p90", "p99"), r[which], strict=True)
+    ]
+    return charts.bar_chart(points, f"{title} ({unit})", label_every=3)
+
+
+def _sla_row_view(row: dict[str, Any]) -> dict[str, Any]:
+    def times(values):
+        if values is None:
+            return None
+        return [_duration_text(None if v is None else timedelta(seconds=v)) for v in values]
+
+    return {
+        **row,
+        "breach_pct": _pct(row["breach_rate"]),
+        "claim_text": times(row["claim"]),
+        "resolve_text": times(row["resolve"]),
+    }
+
+
+@login_required
+@require_GET
+def sla(request: HttpRequest) -> HttpResponse:
+    """Breached and at-risk cases now; over the period (cases created in it) breach rate and
+    p50 / p90 / p99 time to claim and to resolve per queue, priority and reviewer, and the
+    breach rate per day."""
+    _require_manager(request)
+    days, since, until = _period(request)
+    managed, slug, queue_ids = _queues(request)
+    current = stats_queries.sla_now(queue_ids, until)
+    overall = _sla_row_view(stats_queries.sla_overall(queue_ids, since, until))
+    sections = []
+    for dimension, heading in SLA_DIMENSION_TITLES:
+        found = stats_queries.sla_breakdown(queue_ids, since, until, dimension)
+        rows = [_sla_row_view(r) for r in found]
+        per = heading.lower()
+        sections.append(
+            {
+                "dimension": dimension,
+                "heading": heading,
+                "rows": rows,
+                "claim": dimension != "reviewer",
+                "breach_chart": charts.bar_chart(
+                    [(r["label"], round(r["breach_rate"] * 100, 1)) for r in rows],
+                    f"Breach rate per {per}, % of cases created in the last {days} days",
+                    label_every=1,
+                )
+                if rows
+                else None,
+                "claim_chart": _percentile_chart(rows, "claim", f"Time to claim per {per}")
+                if dimension != "reviewer"
+                else None,
+                "resolve_chart": _percentile_chart(rows, "resolve", f"Time to resolve per {per}"),
+            }
+        )
+    per_day = stats_queries.breach_rate_per_day(queue_ids, since, until)
+    day_rows = [
+        {"day": day, **figures, "breach_pct": _pct(figures["breach_rate"])}
+        for day, figures in sorted(per_day.items())
+    ]
+    daily_chart = (
+        charts.bar_chart(
+            [
+                (
+                    day.strftime("%m-%d"),
+                    round(per_day[day]["breach_rate"] * 100, 1) if day in per_day else 0,
+                )
+                for day in _days_axis(since, until)
+            ],
+            f"Breach rate per day of creation, %, last {days} days",
+        )
+        if per_day
+        else None
+    )
+    return render(
+        request,
+        "escalation/manage_sla.html",
+        {
+            "now": until,
+            "breached_now": current["breached"],
+            "at_risk_now": current["at_risk"],
+            "urgent_cases": current["cases"],
+            "shown_limit": stats_queries.SLA_NOW_SHOWN,
+            "overall": overall,
+            "sections": sections,
+            "day_rows": day_rows,
+            "daily_chart": daily_chart,
+            **_filters(request, days, managed, slug),
+        },
+    )

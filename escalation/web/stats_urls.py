@@ -5,6 +5,7 @@ from django.urls import path
 from escalation.web import manage_stats
 
 urlpatterns = [
+    path("manage/sla/", manage_stats.sla, name="manage-sla"),
     path("manage/reviewers/", manage_stats.reviewers, name="manage-reviewers"),
     path("manage/agents/", manage_stats.agents, name="manage-agents"),
     # <path:…>: an agent's name is a slug, but a row written around the validators must still
