@@ -234,7 +234,7 @@ def test_agent_page_shows_volume_histogram_and_dead_deliveries(client, mona, age
     page = client.get("/manage/agents/").content.decode()
     assert "refund-bot" in page
     assert "6 cases in the last 30 days" in page
-    assert '<a href="/manage/deliveries/">1 dead webhook deliveries</a>' in page
+    assert '<a href="/manage/deliveries/">1 dead webhook delivery</a>' in page
     assert "<td>0.9–1.0</td><td>3</td>" in page and "<td>0.5–0.6</td><td>1</td>" in page
     assert "Escalated cases are the ones the agent chose to send" in page
     assert "not certified" in page  # 6 cases are far below n_min = 149
