@@ -7,10 +7,15 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
+from urllib.parse import quote
 
 from django.db import connection
 
@@ -143,3 +148,144 @@ def tampering():
             with connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 cursor.execute(f"ALTER TABLE escalation_auditevent ENABLE ALWAYS TRIGGER {TRIGGER}")
+
+
+# --- real Celery workers in tests ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url(application_name: str) -> str:
+    """The pytest-django test database as a DATABASE_URL, for a second process to use."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "postgres")
+    if db.get("PASSWORD"):
+        credentials += f":{quote(db['PASSWORD'])}"
+    return (
+        f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        f"?application_name={application_name}"
+    )
+
+
+def log_tail(path: Path, lines: int = 80) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def forget_queue(broker_url: str, queue: str) -> None:
+    """Delete every broker key of a test's own queues: the lists, their bindings, and any
+    unacknowledged message still parked for them (a worker killed mid-task)."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1)
+        mark = queue.encode()
+        for key in client.scan_iter(match=f"*{queue}*"):
+            client.delete(key)
+        for key in client.scan_iter(match="_kombu.binding.*"):
+            stale = [member for member in client.smembers(key) if mark in member]
+            if stale:
+                client.srem(key, *stale)
+        for tag, message in client.hscan_iter("unacked"):
+            if mark in message:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+        # kombu keeps a deadline per fanout binding table (the worker's control exchange);
+        # one whose table is now gone was left by a test's worker alone.
+        for exchange in client.zrange("_kombu.binding_deadlines", 0, -1):
+            if not client.exists(b"_kombu.binding." + exchange):
+                client.zrem("_kombu.binding_deadlines", exchange)
+
+
+def worker_env(
+    *, queue: str, var_dir: Path, application_name: str, extra: dict, drop=lambda key: False
+) -> dict:
+    """Environment for a `celery worker` on the test database and a queue of the test's own."""
+    from django.conf import settings
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"HANDOFF_SWEEP_QUEUE", "EMAIL_URL"} and not drop(key)
+    }
+    env.update(extra)
+    env.update(
+        {
+            "DATABASE_URL": test_database_url(application_name),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "REDIS_URL": settings.REDIS_URL,
+            "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
+            "HANDOFF_TASK_QUEUE": queue,
+            "HANDOFF_VAR_DIR": str(var_dir),
+            "DJANGO_SECRET_KEY": "test-only",
+        }
+    )
+    return env
+
+
+class CeleryWorker:
+    """A real `celery worker -B` in its own process group, started and stopped by PID."""
+
+    def __init__(
+        self, *, env: dict, queue: str, name: str, log_path: Path, schedule: Path, pool: str
+    ) -> None:
+        self.log_path = log_path
+        celery = Path(sys.executable).parent / "celery"
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(celery),
+                    "-A",
+                    "handoff",
+                    "worker",
+                    "-B",
+                    "-l",
+                    "info",
+                    "--pool",
+                    pool,
+                    "--concurrency",
+                    "2",
+                    "-Q",
+                    f"{queue},{queue}-sweeps",
+                    "-n",
+                    f"{name}@%h",  # its control queue carries the unique name too
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-s",
+                    str(schedule),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, f"worker exited:\n{log_tail(self.log_path)}"
+            text = self.log_path.read_text(errors="replace")
+            return " ready." in text and "beat: Starting" in text
+
+        assert wait_until(ready, timeout=timeout, interval=0.1), (
+            f"worker did not start:\n{log_tail(self.log_path)}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: main process, pool children, embedded beat."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()

@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -29,7 +24,7 @@ from escalation.models import Delivery, DeliveryStatus
 from tests.delivery.helpers import attempt_log, delivery_of, delivery_verbs, resolve
 from tests.delivery.receiver import Reply
 from tests.factories import make_case
-from tests.support import wait_until
+from tests.support import CeleryWorker, forget_queue, log_tail, wait_until, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,142 +42,37 @@ WORKER_ENV = {
 }
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "postgres")
-    if db.get("PASSWORD"):
-        credentials += f":{quote(db['PASSWORD'])}"
-    return (
-        f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        "?application_name=handoff-delivery-test"
-    )
-
-
-def _log_tail(path: Path, lines: int = 80) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no worker log)"
-
-
-def _forget_queue(broker_url: str, queue: str) -> None:
-    """Delete every broker key of this test's queues: the lists, their bindings, and any
-    unacknowledged message still parked for them (a worker killed mid-task)."""
-    import redis
-
-    with contextlib.suppress(redis.RedisError):
-        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1)
-        mark = queue.encode()
-        for key in client.scan_iter(match=f"*{queue}*"):
-            client.delete(key)
-        for key in client.scan_iter(match="_kombu.binding.*"):
-            stale = [member for member in client.smembers(key) if mark in member]
-            if stale:
-                client.srem(key, *stale)
-        for tag, message in client.hscan_iter("unacked"):
-            if mark in message:
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
-        for exchange in client.zrange("_kombu.binding_deadlines", 0, -1):
-            if not client.exists(b"_kombu.binding." + exchange):
-                client.zrem("_kombu.binding_deadlines", exchange)
-
-
-class Worker:
-    def __init__(self, process: subprocess.Popen, log_path: Path) -> None:
-        self.process, self.log_path = process, log_path
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group: main process, pool children, embedded beat."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-
 @pytest.fixture
 def workers(transactional_db, tmp_path, monkeypatch):
-    """start() -> a ready `celery worker -B` on this test's unique queue."""
+    """start() -> a ready `celery worker -B` (prefork) on this test's unique queue."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (the worker is a second process on the test database)")
-    broker_url = settings.CELERY_BROKER_URL
-    if not broker_url.startswith(("redis://", "rediss://")):
+    if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         pytest.skip("needs the Redis broker")
     # This process publishes nothing: deliveries wait in the database for the worker's sweep.
     monkeypatch.setattr(outbox, "ring", lambda task, row_id: False)
     queue = f"handoff-test-{uuid.uuid4().hex[:10]}"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"HANDOFF_SWEEP_QUEUE", "EMAIL_URL"} and not key.startswith("HANDOFF_WEB")
-    }
-    env.update(WORKER_ENV)
-    env.update(
-        {
-            "DATABASE_URL": _database_url(),
-            "CELERY_BROKER_URL": broker_url,
-            "REDIS_URL": settings.REDIS_URL,
-            "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
-            "HANDOFF_TASK_QUEUE": queue,
-            "HANDOFF_VAR_DIR": str(tmp_path),
-        }
+    env = worker_env(
+        queue=queue,
+        var_dir=tmp_path,
+        application_name="handoff-delivery-test",
+        extra=WORKER_ENV,
+        drop=lambda key: key.startswith("HANDOFF_WEB"),
     )
-    started: list[Worker] = []
-    celery = Path(sys.executable).parent / "celery"
+    started: list[CeleryWorker] = []
 
-    def start() -> Worker:
+    def start() -> CeleryWorker:
         number = len(started)
-        log_path = tmp_path / f"worker-{number}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    str(celery),
-                    "-A",
-                    "handoff",
-                    "worker",
-                    "-B",
-                    "-l",
-                    "info",
-                    "--pool",
-                    "prefork",
-                    "--concurrency",
-                    "2",
-                    "-Q",
-                    f"{queue},{queue}-sweeps",
-                    "-n",
-                    f"{queue}-{number}@%h",  # its control queue carries the unique name too
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-s",
-                    str(tmp_path / f"beat-schedule-{number}"),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = Worker(process, log_path)
-        started.append(worker)
-
-        def ready() -> bool:
-            assert process.poll() is None, f"worker exited:\n{_log_tail(log_path)}"
-            text = log_path.read_text(errors="replace")
-            return " ready." in text and "beat: Starting" in text
-
-        assert wait_until(ready, timeout=30, interval=0.1), (
-            f"worker did not start:\n{_log_tail(log_path)}"
+        worker = CeleryWorker(
+            env=env,
+            queue=queue,
+            name=f"{queue}-{number}",
+            log_path=tmp_path / f"worker-{number}.log",
+            schedule=tmp_path / f"beat-schedule-{number}",
+            pool="prefork",
         )
+        started.append(worker)
+        worker.wait_ready()
         return worker
 
     try:
@@ -190,7 +80,7 @@ def workers(transactional_db, tmp_path, monkeypatch):
     finally:
         for worker in started:
             worker.stop()
-        _forget_queue(broker_url, queue)
+        forget_queue(settings.CELERY_BROKER_URL, queue)
 
 
 @contextlib.contextmanager
@@ -199,7 +89,7 @@ def worker_logs_on_failure(*workers_started):
         yield
     except BaseException:
         for worker in workers_started:
-            print(f"--- {worker.log_path.name} ---\n{_log_tail(worker.log_path)}")
+            print(f"--- {worker.log_path.name} ---\n{log_tail(worker.log_path)}")
         raise
 
 
