@@ -155,7 +155,7 @@ def tampering():
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_url(application_name: str) -> str:
+def database_url_of_tests(application_name: str) -> str:
     """The pytest-django test database as a DATABASE_URL, for a second process to use."""
     db = connection.settings_dict
     credentials = quote(db["USER"] or "postgres")
@@ -213,7 +213,7 @@ def worker_env(
     env.update(extra)
     env.update(
         {
-            "DATABASE_URL": test_database_url(application_name),
+            "DATABASE_URL": database_url_of_tests(application_name),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "REDIS_URL": settings.REDIS_URL,
             "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),

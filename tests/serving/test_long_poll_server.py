@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
@@ -28,7 +27,7 @@ from django.db import connection
 from escalation import transitions
 from escalation.models import AgentKey
 from tests.factories import make_case
-from tests.support import wait_until
+from tests.support import database_url_of_tests, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,14 +43,10 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server():
-    db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
     port = _free_port()
-    url = (
-        f"postgres://{quote(db['USER'] or 'postgres')}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}?application_name=handoff-longpoll-test"
-    )
+    url = database_url_of_tests("handoff-longpoll-test")
     # Its routing tasks go to a queue of this test's own, deleted afterwards: nothing consumes it.
     task_queue = f"handoff-test-{uuid.uuid4().hex[:10]}"
     env = {
