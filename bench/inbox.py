@@ -13,34 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import statistics
-import subprocess
 import sys
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import fresh_schema, median_ms, team_with_queues, use_database  # noqa: E402
+
 DB = "handoff_bench_inbox"
-os.environ.update(
-    DJANGO_SETTINGS_MODULE="handoff.settings",
-    DJANGO_SECRET_KEY="bench-only",
-    DJANGO_ALLOWED_HOSTS="testserver",
-    DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}"),
-)
-
-
-def recreate_database() -> None:
-    for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql],
-            check=True,
-            capture_output=True,
-        )
+use_database(DB)
 
 
 def insert_cases(agent, queues, count: int, start: int) -> None:
@@ -93,16 +77,6 @@ def insert_cases(agent, queues, count: int, start: int) -> None:
         Escalation.objects.bulk_create(batch)
 
 
-def measure(client, url: str, repeat: int, headers: dict | None = None, expect: int = 200) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        response = client.get(url, headers=headers or {})
-        samples.append(time.perf_counter() - started)
-        assert response.status_code == expect, (url, response.status_code)
-    return round(statistics.median(samples) * 1000, 2)
-
-
 def run_suite(client, repeat: int) -> dict:
     # Follow "Next page" 10 times to reach a deep keyset page.
     url = "/inbox/"
@@ -111,13 +85,13 @@ def run_suite(client, repeat: int) -> dict:
         url = f"/inbox/?{match.group(1).replace('&amp;', '&')}"
     htmx = {"HX-Request": "true", "HX-Target": "case-list"}
     result = {
-        "first_page_ms": measure(client, "/inbox/", repeat),
-        "page_11_ms": measure(client, url, repeat),
-        "filtered_ms": measure(client, "/inbox/?priority=urgent&sla=breached", repeat),
+        "first_page_ms": median_ms(client, "/inbox/", repeat),
+        "page_11_ms": median_ms(client, url, repeat),
+        "filtered_ms": median_ms(client, "/inbox/?priority=urgent&sla=breached", repeat),
     }
     page = client.get("/inbox/").content.decode()
     version = re.search(r"since=([^\"&]+)", page).group(1)  # it changes each minute
-    result["poll_unchanged_ms"] = measure(client, f"/inbox/?since={version}", repeat, htmx, 204)
+    result["poll_unchanged_ms"] = median_ms(client, f"/inbox/?since={version}", repeat, htmx, 204)
     return result
 
 
@@ -127,25 +101,15 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
-    recreate_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    fresh_schema(DB)
+    from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client
 
-    call_command("migrate", "--noinput", verbosity=0)
-    from django.contrib.auth.models import User
+    from accounts.models import Membership
+    from escalation.models import Agent
 
-    from accounts.models import Membership, Team
-    from escalation.models import Agent, Queue
-
-    team = Team.objects.create(slug="ops", name="Ops")
-    queues = [
-        Queue.objects.create(slug=s, name=s.title(), team=team)
-        for s in ("refunds", "support", "billing")
-    ]
+    team, queues = team_with_queues()
     agent = Agent.objects.create(name="bench-agent", all_queues=True)
     user = User.objects.create_user("bench-reviewer")
     Membership.objects.create(user=user, team=team)

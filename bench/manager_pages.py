@@ -21,23 +21,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import fresh_schema, median_ms, team_with_queues, use_database  # noqa: E402
+
 DB = "handoff_bench_manager"
-os.environ.update(
-    DJANGO_SETTINGS_MODULE="handoff.settings",
-    DJANGO_SECRET_KEY="bench-only",
-    DJANGO_ALLOWED_HOSTS="testserver",
-    DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}"),
-)
+use_database(DB)
 
 TABLES = (
     "escalation_escalation",
@@ -60,15 +53,6 @@ VERBS = [
 ]
 USER_VERBS = {"escalation.claimed", "escalation.resolved", "escalation.released"}
 AGENT_VERBS = {"escalation.created", "escalation.context_added"}
-
-
-def recreate_database() -> None:
-    for sql in (f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB}"):
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql],
-            check=True,
-            capture_output=True,
-        )
 
 
 def log(message: str) -> None:
@@ -317,16 +301,6 @@ def secondary_indexes(cursor) -> list[tuple[str, str]]:
 # --- measuring ------------------------------------------------------------------------------
 
 
-def measure(client, url: str, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        response = client.get(url)
-        samples.append(time.perf_counter() - started)
-        assert response.status_code == 200, (url, response.status_code)
-    return round(statistics.median(samples) * 1000, 1)
-
-
 def pages(client) -> dict[str, str]:
     from django.urls import NoReverseMatch, reverse
 
@@ -349,7 +323,7 @@ def pages(client) -> dict[str, str]:
 
 
 def run_suite(client, repeat: int) -> dict[str, float]:
-    return {name: measure(client, url, repeat) for name, url in pages(client).items()}
+    return {name: median_ms(client, url, repeat) for name, url in pages(client).items()}
 
 
 def slowest_queries(client, url: str, top: int = 3) -> list[dict]:
@@ -373,25 +347,15 @@ def main() -> int:
     args = parser.parse_args()
     assert args.cases > args.baseline_cases and args.events > args.baseline_events
     begun = time.monotonic()
-    recreate_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    fresh_schema(DB)
+    from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client
 
-    call_command("migrate", "--noinput", verbosity=0)
-    from django.contrib.auth.models import User
+    from accounts.models import Membership, Role
+    from escalation.models import Agent
 
-    from accounts.models import Membership, Role, Team
-    from escalation.models import Agent, Queue
-
-    team = Team.objects.create(slug="ops", name="Ops")
-    queues = [
-        Queue.objects.create(slug=s, name=s.title(), team=team)
-        for s in ("refunds", "support", "billing")
-    ]
+    team, queues = team_with_queues()
     agents = [Agent.objects.create(name=f"bench-agent-{i}", all_queues=True) for i in range(4)]
     reviewers = [User.objects.create_user(f"reviewer-{i:02d}") for i in range(20)]
     for user in reviewers:
