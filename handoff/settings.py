@@ -7,6 +7,7 @@ PostgreSQL and Redis for production.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "template_partials",
+    "axes",
     "accounts",
     "escalation",
 ]
@@ -58,6 +60,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Turns a locked-out login into its 429 page (see AXES_* below).
+    "axes.middleware.AxesMiddleware",
     "escalation.api.errors.ApiErrorMiddleware",
 ]
 
@@ -160,10 +164,28 @@ LOGIN_REDIRECT_URL = "/inbox/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# Login brute force: after HANDOFF_LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is refused (429) for HANDOFF_LOGIN_COOLOFF_SECONDS. The address is
+# REMOTE_ADDR (a client cannot spoof it with X-Forwarded-For); behind a proxy every login comes
+# from the proxy's address, so the lock is then per username.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("HANDOFF_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("HANDOFF_LOGIN_COOLOFF_SECONDS", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # Production behind TLS: secure cookies, redirect to HTTPS (health probes exempt), HSTS.
 HTTPS = env_bool("DJANGO_HTTPS", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
-SECURE_SSL_REDIRECT = HTTPS
+# __Host- cookies are Secure, host-only and Path=/: no sibling (sub)domain can set or shadow them.
+if HTTPS:
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+# Off when the proxy itself redirects plain HTTP (the redirect is then not Django's to make).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", HTTPS)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
 # Set these to 0 if any subdomain still serves plain HTTP.

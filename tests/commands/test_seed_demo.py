@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
+from django.test import RequestFactory
 
 from accounts.models import Membership, Role
 from escalation import audit, demo, routing
@@ -54,7 +55,10 @@ def test_seed_demo_prints_logins_that_work(run):
     for user in demo.USERS:
         assert user["username"] in out and user["password"] in out
         assert len(user["password"]) >= 8
-        assert authenticate(username=user["username"], password=user["password"]) is not None
+        # The login throttle (django-axes) needs the request, as the login form passes it.
+        request = RequestFactory().post("/accounts/login/")
+        login = {"username": user["username"], "password": user["password"]}
+        assert authenticate(request, **login) is not None
     assert "/inbox/" in out
 
 
