@@ -284,6 +284,7 @@ CELERY_TASK_ROUTES = {
     "escalation.tasks.log_audit_checkpoint": {"queue": HANDOFF_SWEEP_QUEUE},
     "escalation.tasks.redrive_outbox": {"queue": HANDOFF_SWEEP_QUEUE},
     "escalation.tasks.forget_idempotency_keys": {"queue": HANDOFF_SWEEP_QUEUE},
+    "escalation.tasks.refresh_stats": {"queue": HANDOFF_SWEEP_QUEUE},
 }
 # A task that outlives this is killed; sweeps set tighter limits of their own.
 CELERY_TASK_TIME_LIMIT = 300
@@ -298,6 +299,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- Handoff ---------------------------------------------------------------------------------
 HANDOFF_SLA_SWEEP_SECONDS = env_int("HANDOFF_SLA_SWEEP_SECONDS", 30, minimum=1)
 HANDOFF_OUTBOX_REDRIVE_SECONDS = env_int("HANDOFF_OUTBOX_REDRIVE_SECONDS", 15, minimum=1)
+# How often the manager console's day rollups are folded from the audit log (escalation.rollups).
+HANDOFF_STATS_REFRESH_SECONDS = env_int("HANDOFF_STATS_REFRESH_SECONDS", 30, minimum=1)
 # Outbox rows younger than this are left to their after-commit send before being re-driven.
 HANDOFF_OUTBOX_GRACE_SECONDS = env_int("HANDOFF_OUTBOX_GRACE_SECONDS", 10, minimum=0)
 HANDOFF_WEBHOOK_ALLOWED_HOSTS = env_list("HANDOFF_WEBHOOK_ALLOWED_HOSTS", [])
@@ -346,6 +349,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-deliveries": {
         "task": "escalation.tasks.sweep_deliveries",
         "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
+    },
+    "refresh-stats": {
+        "task": "escalation.tasks.refresh_stats",
+        "schedule": float(HANDOFF_STATS_REFRESH_SECONDS),
     },
     "log-audit-checkpoint": {
         "task": "escalation.tasks.log_audit_checkpoint",
