@@ -4,6 +4,7 @@ silently dropped); outputs are the spec's resources."""
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from escalation import sla
@@ -45,6 +46,7 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.JSONField):
     def to_internal_value(self, data):
         if not isinstance(data, dict):

@@ -10,7 +10,6 @@ import uuid
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, pagination, serializers, status
 from rest_framework.exceptions import NotFound
@@ -35,6 +34,17 @@ from escalation.api.serializers import (
 )
 from escalation.audit import Actor
 from escalation.models import Escalation, Status
+from escalation.timeparse import parse_utc
+
+# Query times as the schema states them: a zone is required (see _parse_time).
+DATE_TIME = {"type": "string", "format": "date-time"}
+# Printable ASCII without blanks at either end (HTTP strips them; see idempotency.check_key).
+IDEMPOTENCY_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": r"^[!-~]([ -~]*[!-~])?$",
+}
 
 
 class CasePagination(pagination.CursorPagination):
@@ -85,11 +95,8 @@ def _is_uuid(value) -> bool:
 
 
 def _parse_time(name: str, value: str):
-    try:
-        parsed = parse_datetime(value) if value else None
-    except ValueError:  # well-formed but impossible, e.g. month 13
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = parse_utc(value)
+    if parsed is None:
         raise ApiError(
             400,
             "invalid",
@@ -126,7 +133,7 @@ class EscalationListCreate(generics.GenericAPIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                IDEMPOTENCY_KEY,
                 OpenApiParameter.HEADER,
                 description="Up to 255 characters; replays for 24 h",
             )
@@ -160,7 +167,7 @@ class EscalationListCreate(generics.GenericAPIView):
             OpenApiParameter("status", str, enum=Status.values),
             OpenApiParameter("queue", str, description="queue slug"),
             OpenApiParameter("external_id", str),
-            OpenApiParameter("updated_after", str, description="ISO 8601 time"),
+            OpenApiParameter("updated_after", DATE_TIME, description="ISO 8601 time"),
             OpenApiParameter("limit", int, description="page size, at most 200"),
         ],
         responses={200: EscalationSerializer(many=True), **error_responses(400, 401)},
@@ -261,7 +268,7 @@ def _encode_label_cursor(position: tuple | None) -> str | None:
 def _decode_label_cursor(text: str) -> tuple:
     try:
         resolved_at, case_id = base64.urlsafe_b64decode(text.encode()).decode().split("|")
-        parsed = parse_datetime(resolved_at)
+        parsed = parse_utc(resolved_at)
         uuid.UUID(case_id)
     except (ValueError, UnicodeDecodeError):
         parsed = None
@@ -283,8 +290,10 @@ class LabelList(APIView):
         summary="Resolved cases as training labels, oldest first",
         parameters=[
             OpenApiParameter("queue", str, description="queue slug"),
-            OpenApiParameter("after", str, description="ISO 8601 time: resolved after it"),
-            OpenApiParameter("until", str, description="ISO 8601 time: resolved at or before it"),
+            OpenApiParameter("after", DATE_TIME, description="ISO 8601 time: resolved after it"),
+            OpenApiParameter(
+                "until", DATE_TIME, description="ISO 8601 time: resolved at or before it"
+            ),
             OpenApiParameter(
                 "format",
                 str,
@@ -295,7 +304,9 @@ class LabelList(APIView):
                 ),
             ),
             OpenApiParameter(
-                "limit", int, description=f"page size (format=json), at most {LABEL_PAGE_MAX}"
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": LABEL_PAGE_MAX},
+                description=f"page size (format=json), at most {LABEL_PAGE_MAX}",
             ),
             OpenApiParameter("cursor", str, description="from the previous page's next link"),
         ],
@@ -362,6 +373,7 @@ _DECIMAL = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # billions of cases (no one can act on that), and near the smallest doubles (alpha ~ 1e-100,
 # a subnormal delta) calibration.n_min's one-step search no longer ends.
 _LEVEL_FLOOR = 1e-9
+LEVEL = {"type": "number", "minimum": _LEVEL_FLOOR, "maximum": 0.5}
 
 
 def _parse_level(params, name: str, default: float, errors: dict) -> float:
@@ -471,13 +483,13 @@ class Calibration(APIView):
             OpenApiParameter("agent_version", str, description="only this agent_version's cases"),
             OpenApiParameter(
                 "alpha",
-                float,
+                LEVEL,
                 description=f"error budget, {_LEVEL_FLOOR:g} to 0.5; "
                 f"default {calibration.DEFAULT_ALPHA}",
             ),
             OpenApiParameter(
                 "delta",
-                float,
+                LEVEL,
                 description=f"1 - confidence level, {_LEVEL_FLOOR:g} to 0.5; "
                 f"default {calibration.DEFAULT_DELTA}",
             ),

@@ -18,7 +18,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -27,6 +26,7 @@ from accounts import permissions
 from escalation import queries, transitions
 from escalation.audit import Actor
 from escalation.models import AuditEvent, Escalation, Status
+from escalation.timeparse import parse_utc
 from escalation.transitions import TransitionError
 from escalation.web.forms import DecisionForm, InboxFilterForm, TransferForm
 
@@ -70,7 +70,7 @@ def _decode_cursor(text: str) -> tuple | None:
     # A mangled cursor starts from the top instead of failing.
     try:
         due, rank, created, case_id = json.loads(base64.urlsafe_b64decode(text.encode()))
-        keyset = (parse_datetime(due), int(rank), parse_datetime(created), uuid.UUID(case_id))
+        keyset = (parse_utc(due), int(rank), parse_utc(created), uuid.UUID(case_id))
     except (ValueError, TypeError, AttributeError):
         return None
     if keyset[0] is None or keyset[2] is None:
