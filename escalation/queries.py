@@ -200,7 +200,7 @@ def inbox_version(queue_ids, now: datetime) -> str:
 # --- calibration -----------------------------------------------------------------------------
 
 
-def calibration_counts(cases: QuerySet[Escalation]) -> list[dict]:
+def calibration_counts(cases: QuerySet[Escalation], by: tuple[str, ...] = ()) -> list[dict]:
     """Per-grid-point aggregates of the resolved cases in `cases`, for
     escalation.calibration.summarize_grid: one GROUP BY, at most 101 rows, whatever the volume.
 
@@ -208,6 +208,8 @@ def calibration_counts(cases: QuerySet[Escalation]) -> list[dict]:
     calibration.grid_index, evaluated in double precision by the database), n, errors
     (modified + rejected), approved, modified, rejected, sum_c, sum_c2, sum_c_approved (sum of
     confidence over approved cases) and min_c. Cases without a resolution are left out.
+    `by`: more columns to group by (escalation.rollups keeps one row per agent, version and
+    queue), each carried in the rows.
     """
     from django.db.models import Count, F, FloatField, IntegerField, Min, Sum, Value
     from django.db.models.functions import Cast, Coalesce, Floor
@@ -227,7 +229,7 @@ def calibration_counts(cases: QuerySet[Escalation]) -> list[dict]:
         cases.filter(status=Status.RESOLVED, resolution__decision__in=Decision.values)
         .annotate(g=grid)
         .order_by()
-        .values("g")
+        .values(*by, "g")
         .annotate(
             n=Count("pk"),
             errors=Count("pk", filter=~Q(resolution__decision=Decision.APPROVE)),
@@ -243,6 +245,6 @@ def calibration_counts(cases: QuerySet[Escalation]) -> list[dict]:
             ),
             min_c=Min("confidence"),
         )
-        .order_by("g")
+        .order_by(*by, "g")
     )
     return list(rows)

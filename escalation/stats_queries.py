@@ -1,173 +1,104 @@
-"""Reads behind the manager statistics pages (/manage/reviewers/, /manage/agents/).
+"""Reads behind the manager statistics pages (/manage/reviewers/, /manage/agents/, /manage/sla/).
 
-Every figure is an SQL aggregate (GROUP BY with Count / conditional Count / a percentile): no
-Python loop ever walks the cases or resolutions themselves, only the handful of grouped rows
-the database returns (one per reviewer, per agent and day, per agent and band...).
-
-Median handling time: handling time is Resolution.resolved_at - Escalation.claimed_at.
-Escalation.claimed_at is cleared on release and transfer, so for a resolved case it holds the
-claim the resolution came from (resolve needs a live claim), which is the handling that counts.
-- PostgreSQL: one grouped query,
-      percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution.resolved_at - case.claimed_at)
-  (an interval in, an interval out), via the `Median` aggregate below.
-- SQLite (no ordered-set aggregates): per reviewer, the middle row(s) of the same durations,
-      ... ORDER BY duration LIMIT 2 OFFSET (n - 1) / 2
-  averaged when n is even (LIMIT 1 when odd): the same value percentile_cont gives.
+Every figure over a period comes from the rollups in escalation.models.stats (see
+escalation.rollups): SQL sums over a few thousand day rows, never a scan of the cases. A period
+is whole UTC days: the `days` days ending today (`since` and `until` name its first and last
+day; their time of day does not matter). Percentiles are percentile_cont's, read off the
+duration histograms (escalation.rollups.percentiles: exact for small sets, otherwise within
+4.4%). What is happening now (sla_now, dead deliveries) reads the live tables through partial
+indexes.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db import connection
-from django.db.models import (
-    Aggregate,
-    Count,
-    DurationField,
-    ExpressionWrapper,
-    F,
-    FloatField,
-    Func,
-    IntegerField,
-    Q,
-    QuerySet,
-    Value,
-)
-from django.db.models.functions import Cast, Floor, Least, TruncDate
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
-from escalation import calibration
-from escalation.models import Decision, Delivery, DeliveryStatus, Escalation, Resolution, Status
-from escalation.models.cases import ACTIVE_STATUSES
+from escalation import calibration, rollups
+from escalation.models import (
+    CalibrationCell,
+    CaseDayStat,
+    Decision,
+    Delivery,
+    DeliveryStatus,
+    DurationDayStat,
+    Escalation,
+    Queue,
+    ResolutionDayStat,
+)
+from escalation.models.cases import ACTIVE_STATUSES, PRIORITY_RANK
+from escalation.models.stats import Metric
 from escalation.queries import URGENCY_ORDER
 
 PERIODS = (7, 30, 90)
 DEFAULT_PERIOD = 30
-
-
-class Median(Aggregate):
-    """PostgreSQL's exact median: percentile_cont(0.5) WITHIN GROUP (ORDER BY expr).
-
-    Works on intervals as well as numbers (the interpolated middle of an even count)."""
-
-    function = "percentile_cont"
-    name = "Median"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-    allow_distinct = False
-
-
 PERCENTILES = (0.5, 0.9, 0.99)
 
 
-class Percentiles(Aggregate):
-    """PostgreSQL's exact continuous percentiles for several fractions in one pass, as Median:
-        percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY expr)
-    one float array per group (NULL when the group has no rows). `expr` must be a number
-    (durations go through EpochSeconds)."""
+def _day_range(since: datetime, until: datetime) -> tuple[date, date]:
+    return since.astimezone(UTC).date(), until.astimezone(UTC).date()
 
-    function = "percentile_cont"
-    name = "Percentiles"
-    template = (
-        "%(function)s(ARRAY[%(fractions)s]::double precision[]) "
-        "WITHIN GROUP (ORDER BY %(expressions)s)"
+
+def _in_period(rows: QuerySet, queue_ids, since: datetime, until: datetime) -> QuerySet:
+    first, last = _day_range(since, until)
+    return rows.filter(queue_id__in=queue_ids, day__gte=first, day__lte=last)
+
+
+def duration_percentiles(
+    metric: str, queue_ids, since: datetime, until: datetime, key: str | None, fractions
+) -> dict:
+    """{key value: [percentiles in seconds]} of one duration metric over the period, grouped
+    by `key` (queue_id, priority, reviewer_id) or, with key None, all together ({None: ...})."""
+    rows = (
+        _in_period(DurationDayStat.objects.filter(metric=metric), queue_ids, since, until)
+        .order_by()
+        .values(*([key] if key else []), "bucket")
+        .annotate(total_n=Sum("n"), lo=Min("min_s"), hi=Max("max_s"))
     )
-    allow_distinct = False
-
-    def __init__(self, expression, fractions=PERCENTILES, **extra):
-        from django.contrib.postgres.fields import ArrayField  # PostgreSQL only
-
-        super().__init__(
-            expression,
-            fractions=", ".join(repr(float(p)) for p in fractions),
-            output_field=ArrayField(FloatField()),
-            **extra,
-        )
+    return rollups.merged_percentiles(map(_renamed, rows), key, fractions)
 
 
-class EpochSeconds(Func):
-    """PostgreSQL: an interval as seconds (double precision)."""
-
-    template = "EXTRACT(EPOCH FROM %(expressions)s)::double precision"
-    output_field = FloatField()
-
-
-def _handling_time() -> ExpressionWrapper:
-    return ExpressionWrapper(
-        F("resolved_at") - F("escalation__claimed_at"), output_field=DurationField()
-    )
-
-
-def resolutions(queue_ids, since: datetime, until: datetime) -> QuerySet[Resolution]:
-    """Resolutions of cases in these queues resolved in [since, until)."""
-    return Resolution.objects.filter(
-        escalation__queue_id__in=queue_ids, resolved_at__gte=since, resolved_at__lt=until
-    )
+# --- reviewers ------------------------------------------------------------------------------
 
 
 def reviewer_stats(queue_ids, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Per reviewer who resolved a case here in the period: resolved, approved / modified /
     rejected counts and shares, agreement (share approved as is) and median handling time
-    (a timedelta, None when no resolution has a claim time). Busiest first."""
-    base = resolutions(queue_ids, since, until)
-    aggregates: dict[str, Any] = {
-        "resolved": Count("pk"),
-        "approved": Count("pk", filter=Q(decision=Decision.APPROVE)),
-        "modified": Count("pk", filter=Q(decision=Decision.MODIFY)),
-        "rejected": Count("pk", filter=Q(decision=Decision.REJECT)),
-    }
-    postgres = connection.vendor == "postgresql"
-    if postgres:
-        aggregates["median_handling"] = Median(
-            _handling_time(),
-            filter=Q(escalation__claimed_at__isnull=False),
-            output_field=DurationField(),
+    (claim to resolution, a timedelta; None when no resolution has a claim time). Busiest
+    first."""
+    decided = {
+        name: Sum("resolved", filter=Q(decision=decision))
+        for name, decision in (
+            ("approved", Decision.APPROVE),
+            ("modified", Decision.MODIFY),
+            ("rejected", Decision.REJECT),
         )
-    rows = list(
-        base.order_by()
-        .values("resolved_by_id", "resolved_by__username")
-        .annotate(**aggregates)
-        .order_by("-resolved", "resolved_by__username")
-    )
+    }
+    rows = [
+        _renamed(row)
+        for row in _sums(
+            _in_period(ResolutionDayStat.objects, queue_ids, since, until)
+            .order_by()
+            .values("reviewer_id", "reviewer__username"),
+            resolved="resolved",
+        )
+        .annotate(**decided)
+        .order_by("-total_resolved", "reviewer__username")
+    ]
+    medians = duration_percentiles(Metric.HANDLING, queue_ids, since, until, "reviewer_id", (0.5,))
     for row in rows:  # one row per reviewer, never per case
-        row["username"] = row.pop("resolved_by__username")
+        row["resolved_by_id"] = row.pop("reviewer_id")
+        row["username"] = row.pop("reviewer__username")
         n = row["resolved"]
         for name in ("approved", "modified", "rejected"):
+            row[name] = row[name] or 0
             row[f"{name}_share"] = row[name] / n if n else None
         row["agreement"] = row["approved_share"]
-        if not postgres:
-            row["median_handling"] = _median_by_offset(
-                base.filter(resolved_by_id=row["resolved_by_id"])
-            )
+        median = medians.get(row["resolved_by_id"], [None])[0]
+        row["median_handling"] = None if median is None else timedelta(seconds=median)
     return rows
-
-
-def _median_by_offset(rows: QuerySet[Resolution]) -> timedelta | None:
-    """The SQLite fallback: ORDER BY duration LIMIT 2 OFFSET (n - 1) / 2, per reviewer."""
-    timed = rows.filter(escalation__claimed_at__isnull=False).annotate(handling=_handling_time())
-    return _percentiles_by_offset(timed, "handling", (0.5,))[0]
-
-
-def _percentiles_by_offset(timed: QuerySet, alias: str, fractions) -> list[Any]:
-    """percentile_cont without ordered-set aggregates (SQLite): for each fraction p over the n
-    rows of `timed` (already filtered to non-null values of the annotation `alias`), the rows
-    at ranks floor(h) and floor(h) + 1 for h = p * (n - 1),
-        ... ORDER BY alias LIMIT 2 OFFSET floor(h)
-    interpolated linearly: v[lo] + (h - lo) * (v[lo + 1] - v[lo]), PostgreSQL's definition.
-    Works on durations (timedelta) and numbers; [None, ...] when there are no rows."""
-    n = timed.count()
-    if not n:
-        return [None] * len(fractions)
-    ordered = timed.order_by(alias).values_list(alias, flat=True)
-    result = []
-    for p in fractions:
-        h = p * (n - 1)
-        lo = math.floor(h)
-        pair = list(ordered[lo : lo + 2])
-        low = pair[0]
-        high = pair[1] if len(pair) > 1 else low
-        result.append(low + (high - low) * (h - lo) if h > lo else low)
-    return result
 
 
 # --- agents ------------------------------------------------------------------------------------
@@ -178,60 +109,50 @@ def agent_cases(queue_ids) -> QuerySet[Escalation]:
 
 
 def agents_with_cases(queue_ids) -> list[dict[str, Any]]:
-    """[{id, name, cases}] of every agent with a case in these queues (any time), by name."""
-    return list(
-        agent_cases(queue_ids)
+    """[{agent_id, agent__name, cases}] of every agent with a case in these queues (any time),
+    by name."""
+    rows = _sums(
+        CaseDayStat.objects.filter(queue_id__in=queue_ids)
         .order_by()
-        .values("agent_id", "agent__name")
-        .annotate(cases=Count("pk"))
-        .order_by("agent__name")
+        .values("agent_id", "agent__name"),
+        cases="cases",
     )
+    return [_renamed(row) for row in rows.order_by("agent__name")]
+
+
+def _agent_days(queue_ids, since, until, agent_ids) -> QuerySet[CaseDayStat]:
+    rows = _in_period(CaseDayStat.objects, queue_ids, since, until)
+    return rows if agent_ids is None else rows.filter(agent_id__in=agent_ids)
 
 
 def volume_per_day(
     queue_ids, since: datetime, until: datetime, agent_ids=None
 ) -> dict[int, dict[date, int]]:
-    """{agent_id: {day (UTC): cases created}} over [since, until); days without cases absent."""
-    cases = agent_cases(queue_ids).filter(created_at__gte=since, created_at__lt=until)
-    if agent_ids is not None:
-        cases = cases.filter(agent_id__in=agent_ids)
+    """{agent_id: {day (UTC): cases created}} over the period; days without cases absent."""
     result: dict[int, dict[date, int]] = {}
-    for row in (
-        cases.annotate(day=TruncDate("created_at"))
+    rows = (
+        _agent_days(queue_ids, since, until, agent_ids)
         .order_by()
         .values("agent_id", "day")
-        .annotate(n=Count("pk"))
-    ):
+        .annotate(n=Sum("cases"))
+    )
+    for row in rows:
         result.setdefault(row["agent_id"], {})[row["day"]] = row["n"]
     return result
-
-
-def _band():
-    """Confidence band 0..9 in SQL: floor((c + EPS) * 10), 1.0 folded into band 9 — the same
-    as calibration.band_index."""
-    return Least(
-        Cast(
-            Floor(
-                (F("confidence") + Value(calibration.EPS, output_field=FloatField()))
-                * Value(float(calibration.BANDS), output_field=FloatField())
-            ),
-            IntegerField(),
-        ),
-        Value(calibration.BANDS - 1, output_field=IntegerField()),
-    )
 
 
 def confidence_histogram(
     queue_ids, since: datetime, until: datetime, agent_ids=None
 ) -> dict[int, list[int]]:
-    """{agent_id: [cases in band 0, ..., band 9]} for cases created in [since, until)."""
-    cases = agent_cases(queue_ids).filter(created_at__gte=since, created_at__lt=until)
-    if agent_ids is not None:
-        cases = cases.filter(agent_id__in=agent_ids)
+    """{agent_id: [cases in band 0, ..., band 9]} for cases created in the period."""
     result: dict[int, list[int]] = {}
-    for row in (
-        cases.annotate(band=_band()).order_by().values("agent_id", "band").annotate(n=Count("pk"))
-    ):
+    rows = (
+        _agent_days(queue_ids, since, until, agent_ids)
+        .order_by()
+        .values("agent_id", "band")
+        .annotate(n=Sum("cases"))
+    )
+    for row in rows:
         result.setdefault(row["agent_id"], [0] * calibration.BANDS)[row["band"]] += row["n"]
     return result
 
@@ -245,144 +166,138 @@ def dead_deliveries(queue_ids, agent_ids=None) -> dict[int, int]:
     return dict(dead.order_by().values_list("agent_id").annotate(n=Count("pk")))
 
 
-def calibration_cases(queue_ids, agent_id: int) -> QuerySet[Escalation]:
-    """The label source: every resolved case of this agent in these queues (all time)."""
-    return agent_cases(queue_ids).filter(agent_id=agent_id, status=Status.RESOLVED)
+def calibration_counts(queue_ids, agent_id: int, agent_version: str | None = None) -> list[dict]:
+    """The label source "all resolved cases" of this agent in these queues (all time), as
+    escalation.queries.calibration_counts gives it (one row per grid point), summed from the
+    calibration cells (at most 101 rows per agent, version and queue)."""
+    cells = CalibrationCell.objects.filter(agent_id=agent_id)
+    if queue_ids is not None:  # None: every queue
+        cells = cells.filter(queue_id__in=queue_ids)
+    if agent_version is not None:
+        cells = cells.filter(agent_version=agent_version)
+    summed = ("n", "approved", "modified", "rejected", "sum_c", "sum_c2", "sum_c_approved")
+    rows = [
+        _renamed(row)
+        for row in _sums(cells.order_by().values("g"), **{name: name for name in summed})
+        .annotate(total_min_c=Min("min_c"))
+        .order_by("g")
+    ]
+    for row in rows:
+        row["errors"] = row["modified"] + row["rejected"]
+    return rows
 
 
 # --- SLA dashboard --------------------------------------------------------------------------
 #
-# Over a period: the cases created in [since, until) in the selected queues. A case counts as
-# breached when either target was missed (claim_breached_at or resolve_breached_at set). Time
-# to claim runs from created_at to first_claimed_at (the first claim, kept through releases and
-# transfers); time to resolve from created_at to resolution.resolved_at. Percentiles are
-# PostgreSQL's percentile_cont (Percentiles above: one grouped query per dimension), or the
-# ORDER BY ... OFFSET fallback per group on SQLite, which gives the same values.
+# Over a period: the cases created in it, in the selected queues. A case counts as breached
+# when either target was missed. Time to claim runs from created_at to first_claimed_at (the
+# first claim, kept through releases and transfers); time to resolve from created_at to the
+# resolution. Per reviewer: the cases each reviewer resolved in the period (a reviewer is known
+# only once a case is resolved), their breaches and time to resolve.
 
 SLA_NOW_SHOWN = 50
 
-BREACHED = Q(claim_breached_at__isnull=False) | Q(resolve_breached_at__isnull=False)
-
-# dimension -> the columns its rows are grouped by (the first is the key shown).
-SLA_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "queue": ("queue__slug", "queue__name"),
-    "priority": ("priority", "priority_rank"),
-    "reviewer": ("resolution__resolved_by__username",),
-}
+SLA_DIMENSIONS: dict[str, str] = {"queue": "queue_id", "priority": "priority", "reviewer": ""}
 
 
-def _time_to_claim() -> ExpressionWrapper:
-    return ExpressionWrapper(F("first_claimed_at") - F("created_at"), output_field=DurationField())
-
-
-def _time_to_resolve() -> ExpressionWrapper:
-    return ExpressionWrapper(
-        F("resolution__resolved_at") - F("created_at"), output_field=DurationField()
-    )
-
-
-def _postgres() -> bool:
-    """Ordered-set aggregates available (else the OFFSET fallback)."""
-    return connection.vendor == "postgresql"
-
-
-def sla_cases(queue_ids, since: datetime, until: datetime) -> QuerySet[Escalation]:
-    """Cases in these queues created in [since, until)."""
-    return Escalation.objects.filter(
-        queue_id__in=queue_ids, created_at__gte=since, created_at__lt=until
-    )
-
-
-def _sla_aggregates(*, claim: bool, postgres: bool) -> dict[str, Any]:
-    aggregates: dict[str, Any] = {
-        "cases": Count("pk"),
-        "breached": Count("pk", filter=BREACHED),
-        "claimed": Count("pk", filter=Q(first_claimed_at__isnull=False)),
-        "resolved": Count("pk", filter=Q(resolution__isnull=False)),
+def _sla_row(counts: dict, claim: list | None, resolve: list | None, with_claim: bool) -> dict:
+    n = counts["cases"] or 0
+    none = [None] * len(PERCENTILES)
+    return {
+        "cases": n,
+        "breached": counts["breached"] or 0,
+        "claimed": counts.get("claimed"),
+        "resolved": counts["resolved"] or 0,
+        "breach_rate": counts["breached"] / n if n else None,
+        "claim": (claim or none) if with_claim else None,
+        "resolve": resolve or none,
     }
-    if postgres:
-        if claim:
-            aggregates["claim"] = Percentiles(
-                EpochSeconds(_time_to_claim()), filter=Q(first_claimed_at__isnull=False)
-            )
-        aggregates["resolve"] = Percentiles(
-            EpochSeconds(_time_to_resolve()), filter=Q(resolution__isnull=False)
-        )
-    return aggregates
 
 
-def _seconds_list(values) -> list[float | None]:
-    """Percentiles as seconds: [p50, p90, p99], each None when nothing was measured."""
-    if not values:
-        return [None] * len(PERCENTILES)
-    return [
-        None if v is None else (v.total_seconds() if isinstance(v, timedelta) else float(v))
-        for v in values
-    ]
+def _sums(rows: QuerySet, **columns: str) -> QuerySet:
+    """rows.annotate(name=Sum(column) ...) under names that may be the columns' own (an
+    aggregate may not shadow a field): summed as total_<name>, renamed by _renamed()."""
+    return rows.annotate(**{f"total_{name}": Sum(column) for name, column in columns.items()})
 
 
-def _finish_sla_row(row: dict[str, Any], cases: QuerySet[Escalation], claim: bool, postgres: bool):
-    n = row["cases"]
-    row["breach_rate"] = row["breached"] / n if n else None
-    if not postgres:  # the fallback, one group at a time (never a walk over its rows)
-        if claim:
-            row["claim"] = _percentiles_by_offset(
-                cases.filter(first_claimed_at__isnull=False).annotate(t=_time_to_claim()),
-                "t",
-                PERCENTILES,
-            )
-        row["resolve"] = _percentiles_by_offset(
-            cases.filter(resolution__isnull=False).annotate(t=_time_to_resolve()),
-            "t",
-            PERCENTILES,
-        )
-    row["claim"] = _seconds_list(row.get("claim")) if claim else None
-    row["resolve"] = _seconds_list(row.get("resolve"))
-    return row
+def _renamed(row: dict) -> dict:
+    return {k.removeprefix("total_"): v for k, v in row.items()}
+
+
+CASE_COLUMNS = {"cases": "cases", "breached": "breached", "claimed": "claimed", "resolved": "resolved"}
 
 
 def sla_overall(queue_ids, since: datetime, until: datetime) -> dict[str, Any]:
     """All the period's cases: cases, breached, breach_rate (None without cases), claimed,
     resolved, claim and resolve = [p50, p90, p99] in seconds (None where not measured)."""
-    postgres = _postgres()
-    cases = sla_cases(queue_ids, since, until)
-    row = cases.order_by().aggregate(**_sla_aggregates(claim=True, postgres=postgres))
-    return _finish_sla_row(row, cases, True, postgres)
+    counts = _in_period(CaseDayStat.objects, queue_ids, since, until).aggregate(
+        **{name: Sum(column) for name, column in CASE_COLUMNS.items()}
+    )
+    claim = duration_percentiles(Metric.CLAIM, queue_ids, since, until, None, PERCENTILES)
+    resolve = duration_percentiles(Metric.RESOLVE, queue_ids, since, until, None, PERCENTILES)
+    return _sla_row(counts, claim.get(None), resolve.get(None), True)
 
 
 def sla_breakdown(queue_ids, since: datetime, until: datetime, dimension: str) -> list[dict]:
-    """The same figures per queue (by slug), per priority (urgent first) or per reviewer (who
-    resolved the case; resolved cases only, no time to claim), one grouped query. Each row
-    carries `key` and `label`."""
-    postgres = _postgres()
-    columns = SLA_DIMENSIONS[dimension]
-    claim = dimension != "reviewer"
-    cases = sla_cases(queue_ids, since, until)
+    """The same figures per queue (by slug), per priority (urgent first) or per reviewer (the
+    cases they resolved in the period, no time to claim), each row with `key` and `label`."""
     if dimension == "reviewer":
-        cases = cases.filter(resolution__isnull=False)
-    rows = list(
-        cases.order_by()
-        .values(*columns)
-        .annotate(**_sla_aggregates(claim=claim, postgres=postgres))
-        .order_by(columns[-1] if dimension == "priority" else columns[0])
+        return _sla_per_reviewer(queue_ids, since, until)
+    column = SLA_DIMENSIONS[dimension]
+    groups = _sums(
+        _in_period(CaseDayStat.objects, queue_ids, since, until).order_by().values(column),
+        **CASE_COLUMNS,
     )
-    for row in rows:  # one row per group, never per case
-        row["key"] = row[columns[0]]
-        row["label"] = row[columns[1]] if dimension == "queue" else row["key"]
-        if dimension == "priority":
-            row["label"] = row["key"].capitalize()
-        _finish_sla_row(row, cases.filter(**{columns[0]: row["key"]}), claim, postgres)
+    claim = duration_percentiles(Metric.CLAIM, queue_ids, since, until, column, PERCENTILES)
+    resolve = duration_percentiles(Metric.RESOLVE, queue_ids, since, until, column, PERCENTILES)
+    if dimension == "queue":
+        names = dict(Queue.objects.filter(pk__in=queue_ids).values_list("pk", "slug"))
+        titles = dict(Queue.objects.filter(pk__in=queue_ids).values_list("pk", "name"))
+    rows = []
+    for group in map(_renamed, groups):  # one row per queue or priority
+        value = group[column]
+        row = _sla_row(group, claim.get(value), resolve.get(value), True)
+        if dimension == "queue":
+            row.update(key=names[value], label=titles[value])
+        else:
+            row.update(key=value, label=value.capitalize())
+        rows.append(row)
+    if dimension == "priority":
+        rows.sort(key=lambda r: PRIORITY_RANK.get(r["key"], len(PRIORITY_RANK)))
+    else:
+        rows.sort(key=lambda r: r["key"])
     return rows
+
+
+def _sla_per_reviewer(queue_ids, since: datetime, until: datetime) -> list[dict]:
+    groups = _sums(
+        _in_period(ResolutionDayStat.objects, queue_ids, since, until)
+        .order_by()
+        .values("reviewer_id", "reviewer__username"),
+        cases="resolved",
+        breached="breached",
+        resolved="resolved",
+    )
+    resolve = duration_percentiles(
+        Metric.REVIEWER_RESOLVE, queue_ids, since, until, "reviewer_id", PERCENTILES
+    )
+    rows = []
+    for group in map(_renamed, groups):  # one row per reviewer
+        row = _sla_row(group, None, resolve.get(group["reviewer_id"]), False)
+        row.update(key=group["reviewer__username"], label=group["reviewer__username"])
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["key"])
 
 
 def breach_rate_per_day(queue_ids, since: datetime, until: datetime) -> dict[date, dict]:
     """{day (UTC) of creation: {cases, breached, breach_rate}} for days with cases."""
-    rows = (
-        sla_cases(queue_ids, since, until)
-        .annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .order_by()
-        .values("day")
-        .annotate(cases=Count("pk"), breached=Count("pk", filter=BREACHED))
+    rows = map(
+        _renamed,
+        _sums(
+            _in_period(CaseDayStat.objects, queue_ids, since, until).order_by().values("day"),
+            cases="cases",
+            breached="breached",
+        ),
     )
     return {
         row["day"]: {
@@ -391,6 +306,7 @@ def breach_rate_per_day(queue_ids, since: datetime, until: datetime) -> dict[dat
             "breach_rate": row["breached"] / row["cases"],
         }
         for row in rows
+        if row["cases"]
     }
 
 

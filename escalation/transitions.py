@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import permissions
-from escalation import audit, delivery, labels, outbox, queries, routing, sla, wakeups
+from escalation import audit, delivery, labels, outbox, queries, rollups, routing, sla, wakeups
 from escalation.audit import Actor, content_hash
 from escalation.models import (
     ContextUpdate,
@@ -578,6 +578,8 @@ def resolve(
                 "final_action_sha256": content_hash(final_action),
             },
         )
+        # After audit.record: the chain-head lock serializes the cell updates.
+        rollups.count_resolution(case, decision)
     return case
 
 

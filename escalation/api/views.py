@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from escalation import calibration, exports, queries, transitions
+from escalation import calibration, exports, stats_queries, transitions
 from escalation.api import idempotency
 from escalation.api.errors import ApiError
 from escalation.api.schema import error_responses
@@ -33,7 +33,7 @@ from escalation.api.serializers import (
     case_resource,
 )
 from escalation.audit import Actor
-from escalation.models import Escalation, Status
+from escalation.models import Escalation, Queue, Status
 from escalation.timeparse import parse_utc
 
 # Query times as the schema states them: a zone is required (see _parse_time).
@@ -505,14 +505,11 @@ class Calibration(APIView):
             raise ApiError(
                 400, "invalid", "alpha and delta must be numbers in (0, 0.5]", fields=errors
             )
-        cases = Escalation.objects.filter(agent=request.user, status=Status.RESOLVED)
         queue = params.get("queue") or None
-        if queue is not None:
-            cases = cases.filter(queue__slug=queue)
         version = params.get("agent_version") or None
-        if version is not None:
-            cases = cases.filter(agent_version=version)
-        summary = calibration.summarize_grid(queries.calibration_counts(cases), alpha, delta)
+        queue_ids = None if queue is None else Queue.objects.filter(slug=queue).values("pk")
+        counts = stats_queries.calibration_counts(queue_ids, request.user.pk, version)
+        summary = calibration.summarize_grid(counts, alpha, delta)
         return Response(
             {
                 "agent": request.user.name,

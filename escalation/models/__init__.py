@@ -12,6 +12,12 @@ from escalation.models.cases import (
 from escalation.models.deliveries import Delivery, DeliveryAttempt, DeliveryStatus
 from escalation.models.outbox import OutboxItem, SweepCursor
 from escalation.models.queues import BusinessCalendar, Queue
+from escalation.models.stats import (
+    CalibrationCell,
+    CaseDayStat,
+    DurationDayStat,
+    ResolutionDayStat,
+)
 
 __all__ = [
     "Agent",
@@ -20,17 +26,21 @@ __all__ = [
     "AuditEvent",
     "AuditVerification",
     "BusinessCalendar",
+    "CalibrationCell",
+    "CaseDayStat",
     "ContextUpdate",
     "Decision",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryStatus",
+    "DurationDayStat",
     "Escalation",
     "IdempotencyRecord",
     "OutboxItem",
     "Priority",
     "Queue",
     "Resolution",
+    "ResolutionDayStat",
     "Status",
     "SweepCursor",
     "Transfer",

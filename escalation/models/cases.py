@@ -109,6 +109,8 @@ class Escalation(models.Model):
                 condition=Q(status__in=["open", "claimed"]),
             ),
             models.Index(fields=["queue", "status"], name="case_queue_status_idx"),
+            # The statistics fold rebuilds one day of cases at a time.
+            models.Index(fields=["created_at"], name="case_created_idx"),
             # Breached counts per queue in the inbox.
             models.Index(
                 fields=["queue", "next_due_at"],

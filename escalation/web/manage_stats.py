@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -25,7 +26,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from accounts import permissions
-from escalation import calibration, charts, queries, stats_queries
+from escalation import calibration, charts, rollups, stats_queries
 from escalation.api.errors import error_response
 from escalation.api.views import CALIBRATION_NOTE, _parse_level
 from escalation.models import Agent
@@ -47,9 +48,10 @@ def _days(request: HttpRequest) -> int:
 
 
 def _period(request: HttpRequest) -> tuple[int, datetime, datetime]:
+    """The `days` whole UTC days ending today (the rollups count per day)."""
     days = _days(request)
     until = timezone.now()
-    return days, until - timedelta(days=days), until
+    return days, until - timedelta(days=days - 1), until
 
 
 def _queues(request: HttpRequest) -> tuple[list[dict], str, list[int]]:
@@ -106,6 +108,8 @@ def _filters(request, days, managed, slug, **extra) -> dict[str, Any]:
         "periods": stats_queries.PERIODS,
         "queues": managed,
         "queue": slug,
+        "as_of": rollups.as_of(),
+        "refresh_seconds": settings.HANDOFF_STATS_REFRESH_SECONDS,
         **extra,
     }
 
@@ -167,7 +171,7 @@ def _certificate_view(cert: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary(queue_ids: list[int], agent_id: int, alpha: float, delta: float) -> dict[str, Any]:
-    counts = queries.calibration_counts(stats_queries.calibration_cases(queue_ids, agent_id))
+    counts = stats_queries.calibration_counts(queue_ids, agent_id)
     return calibration.summarize_grid(counts, alpha, delta)
 
 
