@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,6 +123,18 @@ def record(
     now: datetime | None = None,
 ) -> AuditEvent:
     """Append one event. Must run inside the transaction of the change it records."""
+    return record_many(actor=actor, verb=verb, subjects=[(case, queue, data)], now=now)[0]
+
+
+def record_many(
+    *,
+    actor: Actor,
+    verb: str,
+    subjects: Sequence[tuple[Any, Any, dict | None]],
+    now: datetime | None = None,
+) -> list[AuditEvent]:
+    """Append one event per (case, queue, data), in order, under one lock of the chain head and
+    in one INSERT (a batch create records a hundred events for the cost of about one)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.record() must run inside the transaction of its change")
     now = now or timezone.now()
@@ -131,26 +144,27 @@ def record(
         # and retries the lock below.
         AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
         head = AuditChainHead.objects.select_for_update().get(pk=1)
-    if queue is None and case is not None:
-        queue = case.queue
-    event = AuditEvent(
-        seq=head.seq + 1,
-        created_at=now,
-        actor_kind=actor.kind,
-        actor_user=actor.user,
-        actor_agent=actor.agent,
-        actor_name=actor.name[:150],
-        verb=verb,
-        escalation=case,
-        queue=queue,
-        data=json.loads(canonical_json(data or {})),  # store exactly what was hashed
-        prev_hash=head.hash,
-    )
-    event.hash = hash_of(event)
-    event.save(force_insert=True)
-    head.seq, head.hash = event.seq, event.hash
+    events = []
+    for case, queue, data in subjects:
+        event = AuditEvent(
+            seq=head.seq + 1,
+            created_at=now,
+            actor_kind=actor.kind,
+            actor_user=actor.user,
+            actor_agent=actor.agent,
+            actor_name=actor.name[:150],
+            verb=verb,
+            escalation=case,
+            queue=case.queue if queue is None and case is not None else queue,
+            data=json.loads(canonical_json(data or {})),  # store exactly what was hashed
+            prev_hash=head.hash,
+        )
+        event.hash = hash_of(event)
+        head.seq, head.hash = event.seq, event.hash
+        events.append(event)
+    AuditEvent.objects.bulk_create(events)
     head.save(update_fields=["seq", "hash"])
-    return event
+    return events
 
 
 @dataclass(frozen=True)

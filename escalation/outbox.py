@@ -8,7 +8,7 @@ no retries, and a failed send is simply left for the periodic re-drive.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -36,11 +36,20 @@ def _handlers() -> dict[str, Callable[[OutboxItem], None]]:
 
 def enqueue(kind: str, *, case=None, payload: dict | None = None) -> OutboxItem:
     """Record work in the current transaction and ring the doorbell once it commits."""
+    return enqueue_many(kind, cases=[case], payload=payload)[0]
+
+
+def enqueue_many(kind: str, *, cases: Sequence, payload: dict | None = None) -> list[OutboxItem]:
+    """One item per case in one INSERT; each rings its own doorbell once the transaction
+    commits, as a single enqueue would."""
     if kind not in _handlers():
         raise ValueError(f"unknown outbox kind {kind!r}")
-    item = OutboxItem.objects.create(kind=kind, escalation=case, payload=payload or {})
-    transaction.on_commit(lambda: send(item.pk))
-    return item
+    items = OutboxItem.objects.bulk_create(
+        [OutboxItem(kind=kind, escalation=case, payload=payload or {}) for case in cases]
+    )
+    for item in items:
+        transaction.on_commit(lambda pk=item.pk: send(pk))
+    return items
 
 
 def ring(task, row_id: int) -> bool:
@@ -63,12 +72,6 @@ def send(item_id: int) -> bool:
     from escalation.tasks import run_outbox_item
 
     return ring(run_outbox_item, item_id)
-    try:
-        run_outbox_item.apply_async(args=[item_id], retry=False)
-    except Exception as exc:  # noqa: BLE001 - any broker failure is left to the re-drive
-        log.warning("outbox item %s not sent (%s); the re-drive will retry", item_id, exc)
-        return False
-    return True
 
 
 def perform(item_id: int, *, now: datetime | None = None) -> str:

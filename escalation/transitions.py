@@ -200,38 +200,68 @@ def _check_priority(priority: str) -> None:
 # --- transitions -----------------------------------------------------------------------------
 
 
-def create(
-    *,
-    actor: Actor,
-    agent,
-    queue: Queue,
-    summary: str,
-    confidence: float,
-    context: dict,
-    priority: str = Priority.NORMAL,
-    reason: str = "",
-    proposed_action: dict | None = None,
-    external_id: str = "",
-    metadata: dict | None = None,
-    callback_url: str = "",
-    agent_version: str = "",
-    now: datetime | None = None,
-) -> Escalation:
-    """A new open case in `queue`; routing runs after commit (the case is visible before)."""
-    now = now or timezone.now()
-    _check_priority(priority)
-    if not queue.is_active or not agent.may_post_to(queue):
-        raise TransitionError(
-            f"agent {agent.name} may not post to queue {queue.slug}", code="forbidden"
-        )
+def create(*, actor: Actor, agent, now: datetime | None = None, **fields: Any) -> Escalation:
+    """A new open case (`fields` as Intake.add); routing runs after commit (the case is
+    visible before)."""
     with transaction.atomic():
-        # The agent row lock makes count-then-insert safe: concurrent creates of one agent
-        # queue here (they would queue on the audit chain head anyway).
-        type(agent).objects.select_for_update().filter(pk=agent.pk).first()
-        open_cases = Escalation.objects.filter(agent=agent, status__in=ACTIVE_STATUSES).count()
-        if open_cases >= agent.max_open_cases:
+        intake = Intake(actor=actor, agent=agent, now=now)
+        case = intake.add(**fields)
+        intake.save()
+    return case
+
+
+class Intake:
+    """New cases of one agent, checked one by one and written together.
+
+    add() decides each case at once, in order: the priority, the queue, and the open-case cap,
+    which counts the cases added before it. Nothing is written until save(), which inserts the
+    cases, their `escalation.created` events and their routing jobs in three statements; call
+    it inside the caller's transaction. A refused add() raises TransitionError and leaves the
+    others as they were, so a batch needs no savepoint per case.
+    """
+
+    def __init__(self, *, actor: Actor, agent, now: datetime | None = None) -> None:
+        self.actor = actor
+        self.agent = agent
+        self.now = now or timezone.now()
+        self.cases: list[Escalation] = []
+        self._open_cases: int | None = None
+        self._may_post: dict[int, bool] = {}
+        self._saved = False
+
+    def add(
+        self,
+        *,
+        queue: Queue,
+        summary: str,
+        confidence: float,
+        context: dict,
+        priority: str = Priority.NORMAL,
+        reason: str = "",
+        proposed_action: dict | None = None,
+        external_id: str = "",
+        metadata: dict | None = None,
+        callback_url: str = "",
+        agent_version: str = "",
+    ) -> Escalation:
+        agent, now = self.agent, self.now
+        _check_priority(priority)
+        if queue.pk not in self._may_post:
+            self._may_post[queue.pk] = queue.is_active and agent.may_post_to(queue)
+        if not self._may_post[queue.pk]:
             raise TransitionError(
-                f"agent {agent.name} already has {open_cases} open cases "
+                f"agent {agent.name} may not post to queue {queue.slug}", code="forbidden"
+            )
+        if self._open_cases is None:
+            # The agent row lock, held until commit, makes count-then-insert safe: concurrent
+            # creates of one agent queue here (they would queue on the audit chain head anyway).
+            type(agent).objects.select_for_update().filter(pk=agent.pk).first()
+            self._open_cases = Escalation.objects.filter(
+                agent=agent, status__in=ACTIVE_STATUSES
+            ).count()
+        if self._open_cases >= agent.max_open_cases:
+            raise TransitionError(
+                f"agent {agent.name} already has {self._open_cases} open cases "
                 f"(limit {agent.max_open_cases})",
                 code="open_case_cap",
             )
@@ -254,24 +284,41 @@ def create(
             expires_at=now + timedelta(seconds=queue.expire_after_seconds),
         )
         _enter_queue(case, queue, now)
-        case.save(force_insert=True)
-        audit.record(
-            actor=actor,
+        self._open_cases += 1
+        self.cases.append(case)
+        return case
+
+    def save(self) -> list[Escalation]:
+        """Write the added cases (once) inside the caller's transaction."""
+        if self._saved:
+            raise RuntimeError("an Intake is saved once")
+        self._saved = True
+        if not self.cases:
+            return []
+        Escalation.objects.bulk_create(self.cases)
+        audit.record_many(
+            actor=self.actor,
             verb="escalation.created",
-            case=case,
-            now=now,
-            data={
-                "queue": queue.slug,
-                "priority": priority,
-                "confidence": confidence,
-                "reason": reason,
-                "external_id": external_id,
-                "context_sha256": content_hash(context),
-                "metadata_sha256": content_hash(case.metadata),
-            },
+            now=self.now,
+            subjects=[
+                (
+                    case,
+                    None,
+                    {
+                        "queue": case.queue.slug,
+                        "priority": case.priority,
+                        "confidence": case.confidence,
+                        "reason": case.reason,
+                        "external_id": case.external_id,
+                        "context_sha256": content_hash(case.context),
+                        "metadata_sha256": content_hash(case.metadata),
+                    },
+                )
+                for case in self.cases
+            ],
         )
-        outbox.enqueue("route", case=case)
-    return case
+        outbox.enqueue_many("route", cases=self.cases)
+        return self.cases
 
 
 def route(*, case_id, now: datetime | None = None) -> Escalation:

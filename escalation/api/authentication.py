@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import timedelta
 
@@ -65,27 +66,27 @@ class IsAgent(permissions.BasePermission):
 
 # --- rate limit ------------------------------------------------------------------------------
 
-# Token bucket in Redis, atomic in one script: KEYS[1] bucket; ARGV rate, burst, now (s).
-# Returns {allowed (0/1), seconds until one token}.
+# Token bucket in Redis, atomic in one script: KEYS[1] bucket; ARGV rate, burst, now (s), the
+# tokens wanted. Returns {tokens granted (as many as are there, up to those wanted), seconds
+# until the next token when short}.
 _BUCKET_LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
+local granted = math.min(wanted, math.floor(tokens))
+tokens = tokens - granted
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
+if granted < wanted then
   wait = (1 - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
-return {allowed, tostring(wait)}
+return {granted, tostring(wait)}
 """
 
 _local_buckets: dict[int, tuple[float, float]] = {}
@@ -94,6 +95,12 @@ _local_buckets: dict[int, tuple[float, float]] = {}
 def take_token(agent: Agent, now: float | None = None) -> float:
     """0 when the request may go ahead, else seconds to wait. Fails open if Redis is down:
     the API keeps accepting cases, and the database caps open cases regardless."""
+    return take_tokens(agent, 1, now)[1]
+
+
+def take_tokens(agent: Agent, wanted: int, now: float | None = None) -> tuple[int, float]:
+    """(tokens granted, seconds until the next one when fewer than wanted): a batch of creates
+    costs one token per item, as many single creates would."""
     now = time.time() if now is None else now
     rate, burst = max(agent.rate_per_second, 0.001), max(agent.rate_burst, 1)
     client = get_redis()
@@ -101,19 +108,17 @@ def take_token(agent: Agent, now: float | None = None) -> float:
         # Embedded default: a per-process bucket (one web process there).
         tokens, at = _local_buckets.get(agent.pk, (burst, now))
         tokens = min(burst, tokens + max(0.0, now - at) * rate)
-        if tokens >= 1:
-            _local_buckets[agent.pk] = (tokens - 1, now)
-            return 0.0
-        _local_buckets[agent.pk] = (tokens, now)
-        return (1 - tokens) / rate
+        granted = min(wanted, math.floor(tokens))
+        _local_buckets[agent.pk] = (tokens - granted, now)
+        return granted, 0.0 if granted == wanted else (1 - (tokens - granted)) / rate
     try:
-        allowed, wait = client.eval(
-            _BUCKET_LUA, 1, f"{key_prefix()}:rate:{agent.pk}", rate, burst, now
+        granted, wait = client.eval(
+            _BUCKET_LUA, 1, f"{key_prefix()}:rate:{agent.pk}", rate, burst, now, wanted
         )
     except Exception as exc:  # noqa: BLE001 - Redis down or slow: let the request through
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
-        return 0.0
-    return 0.0 if int(allowed) else float(wait)
+        return wanted, 0.0
+    return int(granted), float(wait)
 
 
 class AgentRateThrottle(throttling.BaseThrottle):

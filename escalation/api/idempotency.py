@@ -1,4 +1,5 @@
-"""Idempotency-Key handling for creates.
+"""Idempotency-Key handling for creates (the header of a single create, or each batch item's
+idempotency_key: one Ledger per transaction holds them all).
 
 Within one transaction: take a transaction-scoped advisory lock on (agent, key) without
 waiting — if another request holds it, that request is still in flight (409, retry in 1 s);
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -33,23 +34,33 @@ def request_hash(body) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def _try_lock(agent: Agent, key: str) -> bool:
-    if connection.vendor != "postgresql":
-        return True
+def _lock_id(agent: Agent, key: str) -> int:
     digest = hashlib.sha256(f"idempotency:{agent.pk}:{key}".encode()).digest()
-    lock_id = int.from_bytes(digest[:8], "big", signed=True)
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _busy_keys(agent: Agent, keys: set[str]) -> set[str]:
+    """Take a transaction-scoped advisory lock on each key without waiting, in one query; the
+    keys another transaction holds are returned."""
+    if connection.vendor != "postgresql" or not keys:
+        return set()
+    ordered = sorted(keys)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id])
-        return bool(cursor.fetchone()[0])
+        cursor.execute(
+            "SELECT key FROM unnest(%s::text[], %s::bigint[]) AS held(key, lock_id)"
+            " WHERE NOT pg_try_advisory_xact_lock(lock_id)",
+            [ordered, [_lock_id(agent, key) for key in ordered]],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
-def check_key(key: str) -> str:
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+def check_key(key, field: str = "Idempotency-Key") -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise ApiError(
             400,
             "invalid",
-            "Idempotency-Key must be 1-255 printable characters",
-            fields={"Idempotency-Key": "1-255 printable characters"},
+            f"{field} must be 1-255 printable characters",
+            fields={field: "1-255 printable characters"},
         )
     return key
 
@@ -86,33 +97,102 @@ def _file_lock(agent: Agent, key: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class Ledger:
+    """The Idempotency-Keys of one transaction (one create, or every item of a batch): which
+    are in flight elsewhere, the answers stored for the rest, and the new answers to store."""
+
+    def __init__(self, agent: Agent, keys: set[str], busy: set[str]) -> None:
+        """Inside the transaction: take the advisory locks and read the stored answers."""
+        self.agent, self.now = agent, timezone.now()
+        self.busy = busy | _busy_keys(agent, keys - busy)
+        records = IdempotencyRecord.objects.filter(
+            agent=agent, key__in=keys - self.busy, created_at__gt=self.now - IDEMPOTENCY_TTL
+        )
+        self.answers = {r.key: (r.request_hash, r.status_code, r.response_body) for r in records}
+        self.new: list[IdempotencyRecord] = []
+
+    def replay(self, key: str, digest: str) -> tuple[int, dict] | None:
+        """The stored (status, body) for this key and body; None when there is none yet.
+        409 while another request holds the key, 422 when it came with another body."""
+        if key in self.busy:
+            raise _in_use()
+        answer = self.answers.get(key)
+        if answer is None:
+            return None
+        stored_digest, status, body = answer
+        if stored_digest != digest:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different body",
+            )
+        return status, body
+
+    def remember(self, key: str, digest: str, status: int, body: dict) -> None:
+        """A 2xx answer, replayed from now on (within this transaction too) and stored with it."""
+        self.answers[key] = (digest, status, body)
+        self.new.append(
+            IdempotencyRecord(
+                agent=self.agent,
+                key=key,
+                request_hash=digest,
+                status_code=status,
+                response_body=body,
+                created_at=self.now,
+            )
+        )
+
+    def run(
+        self, key: str | None, body, create: Callable[[], tuple[int, dict]]
+    ) -> tuple[int, dict, bool]:
+        """(status, body, replayed): the answer stored for this key and body, else create()'s,
+        remembered (create answers 2xx or raises). Without a key, simply create()'s."""
+        if key is None:
+            return *create(), False
+        digest = request_hash(body)
+        answer = self.replay(key, digest)
+        if answer is not None:
+            return *answer, True
+        status, response_body = create()
+        self.remember(key, digest, status, response_body)
+        return status, response_body, False
+
+    def save(self) -> None:
+        # A record past its 24 h is overwritten in place.
+        IdempotencyRecord.objects.bulk_create(
+            self.new,
+            update_conflicts=True,
+            unique_fields=["agent", "key"],
+            update_fields=["request_hash", "status_code", "response_body", "created_at"],
+        )
+
+
+@contextmanager
+def held(agent: Agent, keys: Iterable[str], *, refuse_in_flight: bool = False) -> Iterator[Ledger]:
+    """A transaction holding `keys` for this request until it commits. A key in flight
+    elsewhere is refused by Ledger.replay, or with `refuse_in_flight` by its file lock at once
+    (beginning the transaction would first wait for the other request on SQLite). An exception
+    rolls everything back, so only answers remembered in a committed transaction are ever
+    replayed."""
+    keys = set(keys)
+    busy: set[str] = set()
+    with ExitStack() as locks:
+        for key in keys:
+            try:
+                locks.enter_context(_file_lock(agent, key))
+            except ApiError:
+                if refuse_in_flight:
+                    raise
+                busy.add(key)
+        with transaction.atomic():
+            ledger = Ledger(agent, keys, busy)
+            yield ledger
+            ledger.save()
+
+
 def run_once(
     agent: Agent, key: str, body, create: Callable[[], tuple[int, dict]]
 ) -> tuple[int, dict, bool]:
     """(status, body, replayed). `create` runs at most once per (agent, key, 24 h)."""
-    digest = request_hash(body)
-    now = timezone.now()
-    with _file_lock(agent, key), transaction.atomic():
-        if not _try_lock(agent, key):
-            raise _in_use()
-        record = IdempotencyRecord.objects.filter(agent=agent, key=key).first()
-        if record is not None and record.created_at > now - IDEMPOTENCY_TTL:
-            if record.request_hash != digest:
-                raise ApiError(
-                    422,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different body",
-                )
-            return record.status_code, record.response_body, True
-        status, response_body = create()
-        IdempotencyRecord.objects.update_or_create(
-            agent=agent,
-            key=key,
-            defaults={
-                "request_hash": digest,
-                "status_code": status,
-                "response_body": response_body,
-                "created_at": now,
-            },
-        )
-        return status, response_body, False
+    with held(agent, [key], refuse_in_flight=True) as ledger:
+        return ledger.run(key, body, create)

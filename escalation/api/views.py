@@ -106,12 +106,14 @@ def _parse_time(name: str, value: str):
     return parsed
 
 
-def create_case(agent, data: dict) -> Escalation:
-    """Validate a create body and create the case: shared by single and batch creates."""
+def create_fields(agent, data, queues: dict[str, Queue] | None = None) -> dict:
+    """A create body checked: the fields of transitions.create (and Intake.add), the queue
+    found among this agent's (403 otherwise; a batch passes them in, looked up once)."""
     body = CreateEscalationSerializer(data=data)
     body.is_valid(raise_exception=True)
     values = dict(body.validated_data)
-    queue = agent.allowed_queues().filter(slug=values.pop("queue")).first()
+    slug = values.pop("queue")
+    queue = agent.allowed_queues().filter(slug=slug).first() if queues is None else queues.get(slug)
     if queue is None:
         raise ApiError(
             403,
@@ -119,7 +121,14 @@ def create_case(agent, data: dict) -> Escalation:
             "this agent may not post to that queue",
             fields={"queue": "not one of this agent's queues"},
         )
-    return transitions.create(actor=Actor.for_agent(agent), agent=agent, queue=queue, **values)
+    return {"queue": queue, **values}
+
+
+def create_case(agent, data: dict) -> Escalation:
+    """Validate a create body and create the case."""
+    return transitions.create(
+        actor=Actor.for_agent(agent), agent=agent, **create_fields(agent, data)
+    )
 
 
 class EscalationListCreate(generics.GenericAPIView):
