@@ -1,11 +1,14 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from escalation.api import longpoll, schema, views  # noqa: F401 - schema registers the auth scheme
+# (schema is imported for its side effect: it registers the auth scheme.)
+from escalation.api import batch, longpoll, schema, views  # noqa: F401
 from escalation.api.errors import get_only
 
 urlpatterns = [
     path("escalations", views.EscalationListCreate.as_view(), name="api-escalations"),
+    # Before escalations/<id>, which would take "batch" for an id.
+    path("escalations/batch", batch.EscalationBatch.as_view(), name="api-escalations-batch"),
     path("escalations/<str:id>", views.EscalationDetail.as_view(), name="api-escalation"),
     path(
         "escalations/<str:id>/context",

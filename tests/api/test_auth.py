@@ -26,6 +26,7 @@ pytestmark = pytest.mark.django_db
 ENDPOINTS = [
     pytest.param("get", ESCALATIONS, None, id="list"),
     pytest.param("post", ESCALATIONS, create_body(), id="create"),
+    pytest.param("post", f"{ESCALATIONS}/batch", {"items": [create_body()]}, id="batch"),
     pytest.param("get", f"{ESCALATIONS}/{{id}}", None, id="get"),
     pytest.param("post", f"{ESCALATIONS}/{{id}}/context", {"note": "more"}, id="context"),
     pytest.param("post", f"{ESCALATIONS}/{{id}}/cancel", {"reason": "x"}, id="cancel"),
