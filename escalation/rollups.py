@@ -174,14 +174,19 @@ def percentiles(
 
 
 def merged_percentiles(rows: Iterable[dict], key: str | None, fractions: Sequence[float]) -> dict:
-    """{group key: [percentiles]} from DurationDayStat rows summed per (key, bucket)
-    (dicts with bucket, n, lo, hi and the key's column); key None: one group, keyed None."""
+    """{group key: [percentiles]} from histogram rows (dicts with bucket, n, lo, hi and the
+    key's column), merging rows of one group and bucket (their counts add, their ranges join);
+    key None: everything in one group, keyed None."""
     groups: dict = {}
     for row in rows:  # one row per group and bucket, never per case
-        groups.setdefault(row[key] if key else None, []).append(
-            (row["bucket"], row["n"], row["lo"], row["hi"])
-        )
-    return {k: percentiles(v, fractions) for k, v in groups.items()}
+        buckets = groups.setdefault(row[key] if key else None, {})
+        b = row["bucket"]
+        n, lo, hi = buckets.get(b, (0, math.inf, -math.inf))
+        buckets[b] = (n + row["n"], min(lo, row["lo"]), max(hi, row["hi"]))
+    return {
+        k: percentiles([(b, *v) for b, v in buckets.items()], fractions)
+        for k, buckets in groups.items()
+    }
 
 
 # --- calibration cells (exact, in the resolve transaction) --------------------------------------

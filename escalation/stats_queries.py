@@ -46,18 +46,34 @@ def _in_period(rows: QuerySet, queue_ids, since: datetime, until: datetime) -> Q
     return rows.filter(queue_id__in=queue_ids, day__gte=first, day__lte=last)
 
 
+def _sums(rows: QuerySet, **columns: str) -> QuerySet:
+    """rows.annotate(name=Sum(column) ...) under names that may be the columns' own (an
+    aggregate may not shadow a field): summed as total_<name>, renamed by _renamed()."""
+    return rows.annotate(**{f"total_{name}": Sum(column) for name, column in columns.items()})
+
+
+def _renamed(row: dict) -> dict:
+    return {k.removeprefix("total_"): v for k, v in row.items()}
+
+
+def _histograms(metric: str, queue_ids, since, until, *keys: str) -> list[dict]:
+    """One metric's histogram over the period, one row per (keys..., bucket)."""
+    rows = (
+        _in_period(DurationDayStat.objects.filter(metric=metric), queue_ids, since, until)
+        .order_by()
+        .values(*keys, "bucket")
+        .annotate(total_n=Sum("n"), lo=Min("min_s"), hi=Max("max_s"))
+    )
+    return [_renamed(row) for row in rows]
+
+
 def duration_percentiles(
     metric: str, queue_ids, since: datetime, until: datetime, key: str | None, fractions
 ) -> dict:
     """{key value: [percentiles in seconds]} of one duration metric over the period, grouped
     by `key` (queue_id, priority, reviewer_id) or, with key None, all together ({None: ...})."""
-    rows = (
-        _in_period(DurationDayStat.objects.filter(metric=metric), queue_ids, since, until)
-        .order_by()
-        .values(*([key] if key else []), "bucket")
-        .annotate(total_n=Sum("n"), lo=Min("min_s"), hi=Max("max_s"))
-    )
-    return rollups.merged_percentiles(map(_renamed, rows), key, fractions)
+    rows = _histograms(metric, queue_ids, since, until, *([key] if key else []))
+    return rollups.merged_percentiles(rows, key, fractions)
 
 
 # --- reviewers ------------------------------------------------------------------------------
@@ -196,77 +212,76 @@ def calibration_counts(queue_ids, agent_id: int, agent_version: str | None = Non
 # only once a case is resolved), their breaches and time to resolve.
 
 SLA_NOW_SHOWN = 50
-
-SLA_DIMENSIONS: dict[str, str] = {"queue": "queue_id", "priority": "priority", "reviewer": ""}
+SLA_DIMENSIONS = ("queue", "priority", "reviewer")
 
 
 def _sla_row(counts: dict, claim: list | None, resolve: list | None, with_claim: bool) -> dict:
-    n = counts["cases"] or 0
+    n = counts.get("cases") or 0
+    breached = counts.get("breached") or 0
     none = [None] * len(PERCENTILES)
     return {
         "cases": n,
-        "breached": counts["breached"] or 0,
-        "claimed": counts.get("claimed"),
-        "resolved": counts["resolved"] or 0,
-        "breach_rate": counts["breached"] / n if n else None,
+        "breached": breached,
+        "claimed": (counts.get("claimed") or 0) if with_claim else None,
+        "resolved": counts.get("resolved") or 0,
+        "breach_rate": breached / n if n else None,
         "claim": (claim or none) if with_claim else None,
         "resolve": resolve or none,
     }
 
 
-def _sums(rows: QuerySet, **columns: str) -> QuerySet:
-    """rows.annotate(name=Sum(column) ...) under names that may be the columns' own (an
-    aggregate may not shadow a field): summed as total_<name>, renamed by _renamed()."""
-    return rows.annotate(**{f"total_{name}": Sum(column) for name, column in columns.items()})
+CASE_FIELDS = ("cases", "breached", "claimed", "resolved")
 
 
-def _renamed(row: dict) -> dict:
-    return {k.removeprefix("total_"): v for k, v in row.items()}
-
-
-CASE_COLUMNS = {"cases": "cases", "breached": "breached", "claimed": "claimed", "resolved": "resolved"}
-
-
-def sla_overall(queue_ids, since: datetime, until: datetime) -> dict[str, Any]:
-    """All the period's cases: cases, breached, breach_rate (None without cases), claimed,
-    resolved, claim and resolve = [p50, p90, p99] in seconds (None where not measured)."""
-    counts = _in_period(CaseDayStat.objects, queue_ids, since, until).aggregate(
-        **{name: Sum(column) for name, column in CASE_COLUMNS.items()}
-    )
-    claim = duration_percentiles(Metric.CLAIM, queue_ids, since, until, None, PERCENTILES)
-    resolve = duration_percentiles(Metric.RESOLVE, queue_ids, since, until, None, PERCENTILES)
-    return _sla_row(counts, claim.get(None), resolve.get(None), True)
-
-
-def sla_breakdown(queue_ids, since: datetime, until: datetime, dimension: str) -> list[dict]:
-    """The same figures per queue (by slug), per priority (urgent first) or per reviewer (the
-    cases they resolved in the period, no time to claim), each row with `key` and `label`."""
-    if dimension == "reviewer":
-        return _sla_per_reviewer(queue_ids, since, until)
-    column = SLA_DIMENSIONS[dimension]
-    groups = _sums(
-        _in_period(CaseDayStat.objects, queue_ids, since, until).order_by().values(column),
-        **CASE_COLUMNS,
-    )
-    claim = duration_percentiles(Metric.CLAIM, queue_ids, since, until, column, PERCENTILES)
-    resolve = duration_percentiles(Metric.RESOLVE, queue_ids, since, until, column, PERCENTILES)
-    if dimension == "queue":
-        names = dict(Queue.objects.filter(pk__in=queue_ids).values_list("pk", "slug"))
-        titles = dict(Queue.objects.filter(pk__in=queue_ids).values_list("pk", "name"))
-    rows = []
-    for group in map(_renamed, groups):  # one row per queue or priority
-        value = group[column]
-        row = _sla_row(group, claim.get(value), resolve.get(value), True)
-        if dimension == "queue":
-            row.update(key=names[value], label=titles[value])
+def sla_figures(queue_ids, since: datetime, until: datetime) -> dict[str, Any]:
+    """The period's figures: "all" (one row), "queue" (by slug), "priority" (urgent first) and
+    "reviewer" (by name; resolved cases only, no time to claim) rows, each with cases,
+    breached, breach_rate (None without cases), claimed, resolved, and claim / resolve =
+    [p50, p90, p99] in seconds (None where not measured); rows carry `key` and `label`.
+    One grouped read per table and metric: the queue and priority figures are merged from
+    the same (queue, priority) rows."""
+    counts = [
+        _renamed(row)
+        for row in _sums(
+            _in_period(CaseDayStat.objects, queue_ids, since, until)
+            .order_by()
+            .values("queue_id", "priority"),
+            cases="cases",
+            breached="breached",
+            claimed="claimed",
+            resolved="resolved",
+        )
+    ]
+    claim = _histograms(Metric.CLAIM, queue_ids, since, until, "queue_id", "priority")
+    resolve = _histograms(Metric.RESOLVE, queue_ids, since, until, "queue_id", "priority")
+    queues = {
+        q["pk"]: q for q in Queue.objects.filter(pk__in=queue_ids).values("pk", "slug", "name")
+    }
+    figures: dict[str, Any] = {}
+    for dimension, key in (("all", None), ("queue", "queue_id"), ("priority", "priority")):
+        totals: dict = {}
+        for row in counts:  # one row per queue and priority
+            group = totals.setdefault(row[key] if key else None, dict.fromkeys(CASE_FIELDS, 0))
+            for field in CASE_FIELDS:
+                group[field] += row[field]
+        claims = rollups.merged_percentiles(claim, key, PERCENTILES)
+        resolves = rollups.merged_percentiles(resolve, key, PERCENTILES)
+        rows = []
+        for value, total in totals.items():
+            row = _sla_row(total, claims.get(value), resolves.get(value), True)
+            if dimension == "queue":
+                row.update(key=queues[value]["slug"], label=queues[value]["name"])
+            elif dimension == "priority":
+                row.update(key=value, label=value.capitalize())
+            rows.append(row)
+        if dimension == "all":
+            figures["all"] = rows[0] if rows else _sla_row({}, None, None, True)
+        elif dimension == "priority":
+            figures["priority"] = sorted(rows, key=lambda r: PRIORITY_RANK.get(r["key"], 9))
         else:
-            row.update(key=value, label=value.capitalize())
-        rows.append(row)
-    if dimension == "priority":
-        rows.sort(key=lambda r: PRIORITY_RANK.get(r["key"], len(PRIORITY_RANK)))
-    else:
-        rows.sort(key=lambda r: r["key"])
-    return rows
+            figures["queue"] = sorted(rows, key=lambda r: r["key"])
+    figures["reviewer"] = _sla_per_reviewer(queue_ids, since, until)
+    return figures
 
 
 def _sla_per_reviewer(queue_ids, since: datetime, until: datetime) -> list[dict]:
@@ -278,8 +293,10 @@ def _sla_per_reviewer(queue_ids, since: datetime, until: datetime) -> list[dict]
         breached="breached",
         resolved="resolved",
     )
-    resolve = duration_percentiles(
-        Metric.REVIEWER_RESOLVE, queue_ids, since, until, "reviewer_id", PERCENTILES
+    resolve = rollups.merged_percentiles(
+        _histograms(Metric.REVIEWER_RESOLVE, queue_ids, since, until, "reviewer_id"),
+        "reviewer_id",
+        PERCENTILES,
     )
     rows = []
     for group in map(_renamed, groups):  # one row per reviewer
@@ -315,10 +332,12 @@ def sla_now(queue_ids, now: datetime, limit: int = SLA_NOW_SHOWN) -> dict[str, A
     the inbox's sla filter counts them: the two counts and the `limit` most urgent cases."""
     active = Escalation.objects.filter(status__in=ACTIVE_STATUSES, queue_id__in=queue_ids)
     late = active.filter(Q(next_due_at__lte=now) | Q(next_risk_at__lte=now))
-    counts = late.order_by().aggregate(
-        breached=Count("pk", filter=Q(next_due_at__lte=now)),
-        at_risk=Count("pk", filter=Q(next_risk_at__lte=now, next_due_at__gt=now)),
-    )
+    # Two counts rather than one FILTERed scan of `late`: each is a range of an index
+    # (breached: an index-only scan of case_queue_due_idx however many there are).
+    counts = {
+        "breached": active.filter(next_due_at__lte=now).count(),
+        "at_risk": active.filter(next_risk_at__lte=now, next_due_at__gt=now).count(),
+    }
     cases = list(
         late.select_related("queue", "agent", "claimed_by").order_by(*URGENCY_ORDER)[:limit]
     )

@@ -381,11 +381,11 @@ def sla(request: HttpRequest) -> HttpResponse:
     days, since, until = _period(request)
     managed, slug, queue_ids = _queues(request)
     current = stats_queries.sla_now(queue_ids, until)
-    overall = _sla_row_view(stats_queries.sla_overall(queue_ids, since, until))
+    figures = stats_queries.sla_figures(queue_ids, since, until)
+    overall = _sla_row_view(figures["all"])
     sections = []
     for dimension, heading in SLA_DIMENSION_TITLES:
-        found = stats_queries.sla_breakdown(queue_ids, since, until, dimension)
-        rows = [_sla_row_view(r) for r in found]
+        rows = [_sla_row_view(r) for r in figures[dimension]]
         per = heading.lower()
         sections.append(
             {

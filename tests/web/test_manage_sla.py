@@ -102,13 +102,11 @@ def figures(queue_ids, days=30):
     rollups.refresh()
     until = timezone.now()
     since = until - timedelta(days=days - 1)
+    found = stats_queries.sla_figures(queue_ids, since, until)
     return {
-        "all": stats_queries.sla_overall(queue_ids, since, until),
+        "all": found["all"],
         **{
-            dimension: {
-                row["key"]: row
-                for row in stats_queries.sla_breakdown(queue_ids, since, until, dimension)
-            }
+            dimension: {row["key"]: row for row in found[dimension]}
             for dimension in stats_queries.SLA_DIMENSIONS
         },
         "days": stats_queries.breach_rate_per_day(queue_ids, since, until),
