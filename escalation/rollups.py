@@ -414,12 +414,17 @@ def refresh(*, limit: int = 50_000) -> int:
         return head - max(start, 0)
 
 
-def rebuild() -> None:
-    """Everything from scratch: the calibration cells and the day rollups."""
-    rebuild_calibration()
+def reset_days() -> None:
+    """Make the next refresh rebuild every day rollup."""
     with transaction.atomic():
         _lock_cursor()
         SweepCursor.objects.filter(name=CURSOR).update(position=-1)
+
+
+def rebuild() -> None:
+    """Everything from scratch: the calibration cells and the day rollups."""
+    rebuild_calibration()
+    reset_days()
     refresh()
 
 

@@ -5,6 +5,7 @@ idempotent, one fold at a time), and the calibration cells kept in the resolve t
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import random
 import threading
@@ -290,3 +291,18 @@ def test_the_migration_counts_the_resolutions_made_before_it(agent, refunds, as_
 def test_day_bounds_are_utc_midnights(noon):
     start, end = rollups.day_bounds(noon.date())
     assert start.tzinfo == UTC and start.hour == 0 and end - start == timedelta(days=1)
+
+
+def test_the_refresh_stats_command_folds_and_rebuilds(agent, refunds, as_alice, noon):
+    from django.core.management import call_command
+
+    resolved_case(agent, refunds, as_alice, decision="approve", confidence=0.5, start=noon)
+    out = io.StringIO()
+    call_command("refresh_stats", stdout=out)
+    assert "statistics folded:" in out.getvalue() and case_rows()[0][4] == 1
+    CalibrationCell.objects.update(n=99)
+    CaseDayStat.objects.update(cases=99)
+    out = io.StringIO()
+    call_command("refresh_stats", "--rebuild", stdout=out)
+    assert "calibration cells recounted: 1" in out.getvalue()
+    assert CalibrationCell.objects.get().n == 1 and case_rows()[0][4] == 1
