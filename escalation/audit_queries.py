@@ -80,17 +80,20 @@ class AuditFilters:
         errors: dict[str, str] = {}
 
         def text(name: str, limit: int = 150) -> str:
-            return params.get(name, "").strip()[:limit]
+            # No stored name holds a NUL, and PostgreSQL refuses one in a query.
+            return params.get(name, "").replace("\x00", "").strip()[:limit]
 
         def day(name: str) -> date | None:
             raw = text(name, 10)
             if not raw:
                 return None
             try:
-                return date.fromisoformat(raw)
+                parsed = date.fromisoformat(raw)
             except ValueError:
+                parsed = None
+            if parsed is None or parsed == date.max:  # the period ends the day after `to`
                 errors[name] = "use a date like 2025-03-31"
-                return None
+            return parsed if parsed != date.max else None
 
         decision = text("decision", 20)
         if decision and decision not in Decision.values:

@@ -156,6 +156,10 @@ def get_only(view):
     return wrapped
 
 
+def _has_nul(params) -> bool:
+    return any("\x00" in name or "\x00" in "".join(values) for name, values in params.lists())
+
+
 class ApiErrorMiddleware:
     """Under /api/: bodies over 1 MiB are a JSON 413 before anything parses them, and any
     exception that escapes a view (or a URL that matches nothing) still answers in JSON."""
@@ -165,6 +169,11 @@ class ApiErrorMiddleware:
 
     def __call__(self, request):
         if is_api_path(request.path):
+            if _has_nul(request.GET):
+                # PostgreSQL refuses NUL in text: a query parameter with one never gets there.
+                return error_response(
+                    400, "invalid", "query parameters must not contain NUL characters"
+                )
             length = request.META.get("CONTENT_LENGTH", "")
             if length.isdigit() and int(length) > MAX_BODY_BYTES:
                 return error_response(413, "body_too_large", "the request body is over 1 MiB")
