@@ -25,8 +25,8 @@ from escalation.api import idempotency
 from escalation.api.authentication import take_tokens
 from escalation.api.errors import ApiError, exception_handler
 from escalation.api.schema import ErrorSerializer, error_responses
-from escalation.api.serializers import EscalationSerializer, StrictSerializer, case_resource
-from escalation.api.views import create_fields
+from escalation.api.serializers import EscalationSerializer, StrictSerializer
+from escalation.api.views import CreateBodies
 from escalation.audit import Actor
 from escalation.models import Agent
 
@@ -122,7 +122,9 @@ def create_batch(agent: Agent, items: list) -> list[dict]:
         except ApiError as exc:
             entries.append(exc)
     keys = {entry[0] for entry in entries if isinstance(entry, tuple) and entry[0] is not None}
-    queues = {queue.slug: queue for queue in agent.allowed_queues()}
+    bodies = CreateBodies(agent)
+    # The case resource as case_resource() renders it, through one serializer for all.
+    resource = EscalationSerializer().to_representation
     results = []
     with idempotency.held(agent, keys) as ledger:
         intake = transitions.Intake(actor=Actor.for_agent(agent), agent=agent)
@@ -133,7 +135,7 @@ def create_batch(agent: Agent, items: list) -> list[dict]:
             key, body = entry
 
             def create(body=body) -> tuple[int, dict]:
-                return 201, case_resource(intake.add(**create_fields(agent, body, queues)))
+                return 201, resource(intake.add(**bodies.check(body)))
 
             try:
                 status, answer, replayed = ledger.run(key, body, create)
