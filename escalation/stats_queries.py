@@ -5,7 +5,7 @@ escalation.rollups): SQL sums over a few thousand day rows, never a scan of the 
 is whole UTC days: the `days` days ending today (`since` and `until` name its first and last
 day; their time of day does not matter). Percentiles are percentile_cont's, read off the
 duration histograms (escalation.rollups.percentiles: exact for small sets, otherwise within
-4.4%). What is happening now (sla_now, dead deliveries) reads the live tables through partial
+9.1%). What is happening now (sla_now, dead deliveries) reads the live tables through partial
 indexes.
 """
 

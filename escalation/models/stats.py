@@ -86,7 +86,7 @@ class Metric(models.TextChoices):
 
 
 class DurationDayStat(models.Model):
-    """One bucket of a duration histogram (escalation.rollups.bucket_of: 16 log-spaced buckets
+    """One bucket of a duration histogram (escalation.rollups.bucket_of: 8 log-spaced buckets
     per doubling) for one metric, day, queue and priority or reviewer: how many durations fell
     in it and the smallest and largest of them, in seconds."""
 
