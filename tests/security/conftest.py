@@ -7,10 +7,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import Role
+from escalation import transitions
+from escalation.audit import Actor
+from escalation.models import Delivery, DeliveryStatus
 from tests.api.helpers import client_for
-from tests.factories import AgentFactory, UserFactory, add_member
+from tests.factories import AgentFactory, UserFactory, add_member, make_case
 
 
 @pytest.fixture
@@ -38,3 +42,23 @@ def tireless_agent(db, refunds):
 @pytest.fixture
 def fuzz_api(tireless_agent):
     return client_for(tireless_agent)
+
+
+@pytest.fixture
+def ops_objects(agent, refunds, alice):
+    """An ops case (claimed by alice, with context), and a dead delivery of another."""
+    case = make_case(agent=agent, queue=refunds, summary="Ops-only refund")
+    transitions.append_context(actor=Actor.for_agent(agent), case_id=case.pk, note="more")
+    held = transitions.claim(actor=Actor.for_user(alice), case_id=case.pk)
+    delivered = make_case(agent=agent, queue=refunds)
+    delivery = Delivery.objects.create(
+        webhook_id=f"msg_{delivered.pk.hex[:8]}",
+        escalation=delivered,
+        agent=agent,
+        event_type="escalation.resolved",
+        url="https://agent.example.com/hook",
+        body="{}",
+        status=DeliveryStatus.DEAD,
+        dead_at=timezone.now(),
+    )
+    return {"case": held, "delivery": delivery, "agent": agent}
