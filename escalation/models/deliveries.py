@@ -48,6 +48,8 @@ class Delivery(models.Model):
                 fields=["next_attempt_at"], name="delivery_due_idx", condition=Q(status="pending")
             ),
             models.Index(fields=["status", "dead_at"], name="delivery_status_idx"),
+            # The managers' page: newest first within each status.
+            models.Index(fields=["status", "-created_at"], name="delivery_status_time_idx"),
         ]
 
     def __str__(self) -> str:
