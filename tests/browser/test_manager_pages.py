@@ -13,7 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from escalation import transitions
+from escalation import rollups, transitions
 from escalation.audit import Actor
 from escalation.models import Decision, Delivery, DeliveryStatus
 from tests.browser.helpers import ConsoleWatch, screenshot, sign_in
@@ -92,6 +92,7 @@ def history(agent, refunds, support, alice, bob):
         dead_at=now,
     )
     make_case(agent=agent, queue=refunds, confidence=0.5, summary="Still open")
+    rollups.refresh()  # as the periodic fold does
     return cases
 
 
@@ -105,9 +106,11 @@ def test_manager_opens_every_manager_page(page: Page, console: ConsoleWatch, mon
         page.wait_for_load_state("networkidle")
         screenshot(page, f"manager-{name}.png")
     # The statistics pages draw their figures as inline SVG.
-    for name in ("reviewers", "agents", "calibration"):
+    for name in ("reviewers", "agents", "calibration", "sla"):
         page.goto(manager_pages()[name][0])
         assert page.locator("svg").count() > 0, name
+        if name != "calibration":  # the calibration cells are always current
+            expect(page.get_by_text("Figures as of")).to_be_visible()
     page.goto("/manage/deliveries/")
     expect(page.get_by_text("HTTP 503 after 8 attempts")).to_be_visible()
     assert console.errors == []
