@@ -1,6 +1,6 @@
 """Fixtures of the security tests: the fixed cast of tests/conftest.py, plus people of another
 team (lena reviews and larry manages team legal), an agent the rate limit never stops (for the
-fuzzers), and the hostile strings every agent-supplied field is tried with."""
+fuzzers), and ops objects (a claimed case, a dead delivery) for the access checks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from accounts.models import Role
 from escalation import transitions
 from escalation.audit import Actor
 from escalation.models import Delivery, DeliveryStatus
+
+# Before tests.api.helpers: it registers that module for assertion rewriting.
+from tests.api.conftest import redis_prefix  # noqa: F401 - the test's own Redis prefix
 from tests.api.helpers import client_for
 from tests.factories import AgentFactory, UserFactory, add_member, make_case
 
