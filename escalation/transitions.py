@@ -213,11 +213,12 @@ def create(*, actor: Actor, agent, now: datetime | None = None, **fields: Any) -
 class Intake:
     """New cases of one agent, checked one by one and written together.
 
-    add() decides each case at once, in order: the priority, the queue, and the open-case cap,
-    which counts the cases added before it. Nothing is written until save(), which inserts the
-    cases, their `escalation.created` events and their routing jobs in three statements; call
-    it inside the caller's transaction. A refused add() raises TransitionError and leaves the
-    others as they were, so a batch needs no savepoint per case.
+    Use it inside one transaction. add() decides each case at once, in order: the priority,
+    the queue, and the open-case cap, counting the cases added before it (the first add takes
+    the agent's row lock). Nothing is written until save(), which inserts the cases, their
+    `escalation.created` events and their routing jobs in three statements. A refused add()
+    raises TransitionError and leaves the others as they were, so a batch needs no savepoint
+    per case.
     """
 
     def __init__(self, *, actor: Actor, agent, now: datetime | None = None) -> None:

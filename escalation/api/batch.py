@@ -144,9 +144,10 @@ def create_batch(agent: Agent, items: list) -> list[dict]:
             else:
                 results.append(_answer(200 if replayed else status, answer, replayed))
         intake.save()
-    # Past the agent's rate, as that many single creates would be (AgentRateThrottle.wait).
-    refused = _failure(Throttled(max(1.0, wait)))
-    results.extend(dict(refused) for _ in items[len(admitted) :])
+    if len(admitted) < len(items):
+        # Past the agent's rate, as that many single creates would be (AgentRateThrottle.wait).
+        refused = _failure(Throttled(max(1.0, wait)))
+        results.extend(dict(refused) for _ in items[len(admitted) :])
     return results
 
 
