@@ -70,12 +70,14 @@ class TransitionError(Exception):
 
 
 def _lock(case_id) -> Escalation:
+    # The lock is taken on the case row alone, then the case is read with its queue and agent.
+    # Locked in one statement with the join, a waiter whose case was meanwhile moved to another
+    # queue (a transfer, routing) has PostgreSQL re-check the new row against the old queue
+    # row, drop it, and answer "no such case" (tests/races/test_one_case.py).
     try:
-        return (
-            Escalation.objects.select_for_update(of=("self",))
-            .select_related("queue", "agent")
-            .get(pk=case_id)
-        )
+        if not Escalation.objects.select_for_update().filter(pk=case_id).values_list("pk"):
+            raise Escalation.DoesNotExist
+        return Escalation.objects.select_related("queue", "agent").get(pk=case_id)
     except (Escalation.DoesNotExist, ValueError, TypeError):
         raise TransitionError("no such case", code="not_found") from None
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -96,16 +97,18 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool
 
 
 @contextlib.contextmanager
-def celery_broker(url: str):
-    """Point the Celery app at `url` with a key prefix of this test's own."""
+def celery_broker(url: str, *, own_prefix: bool = True):
+    """Point the Celery app at `url` with a key prefix of this test's own (none when the
+    broker is a redis-server of the test's own, shared with worker processes)."""
     from handoff.celery import app
 
     saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
     saved_env = os.environ.get("CELERY_BROKER_URL")
     os.environ["CELERY_BROKER_URL"] = url  # Celery reads this ahead of its own config
     app.conf.broker_url = url
-    prefix = f"handoff-test-{uuid.uuid4().hex[:12]}:"
-    app.conf.broker_transport_options = {**saved[1], "global_keyprefix": prefix}
+    prefix = f"handoff-test-{uuid.uuid4().hex[:12]}:" if own_prefix else ""
+    if prefix:
+        app.conf.broker_transport_options = {**saved[1], "global_keyprefix": prefix}
     app._after_fork()  # drop cached connection and producer pools built for the old URL
     try:
         yield app
@@ -116,7 +119,8 @@ def celery_broker(url: str):
         else:
             os.environ["CELERY_BROKER_URL"] = saved_env
         app._after_fork()
-        _delete_keys(saved_env or url, prefix)
+        if prefix:
+            _delete_keys(saved_env or url, prefix)
 
 
 def _delete_keys(url: str, prefix: str) -> None:
@@ -200,9 +204,17 @@ def forget_queue(broker_url: str, queue: str) -> None:
 
 
 def worker_env(
-    *, queue: str, var_dir: Path, application_name: str, extra: dict, drop=lambda key: False
+    *,
+    queue: str,
+    var_dir: Path,
+    application_name: str,
+    extra: dict,
+    drop=lambda key: False,
+    broker_url: str = "",
+    redis_url: str = "",
 ) -> dict:
-    """Environment for a `celery worker` on the test database and a queue of the test's own."""
+    """Environment for a `celery worker` (or a web process) on the test database and a queue
+    of the test's own; the broker and Redis are the test settings' unless given."""
     from django.conf import settings
 
     env = {
@@ -214,8 +226,8 @@ def worker_env(
     env.update(
         {
             "DATABASE_URL": database_url_of_tests(application_name),
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_BROKER_URL": broker_url or settings.CELERY_BROKER_URL,
+            "REDIS_URL": redis_url or settings.REDIS_URL,
             "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
             "HANDOFF_TASK_QUEUE": queue,
             "HANDOFF_VAR_DIR": str(var_dir),
@@ -289,3 +301,141 @@ class CeleryWorker:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+# --- processes of a test's own: Redis and the web server ---------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port of 127.0.0.1 (never the machine's
+    shared one), without persistence: after kill() and start() it comes back empty, as a lost
+    Redis would. Started and stopped by PID."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> RedisServer:
+        log = (self.workdir / f"redis-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        assert wait_until(self.answers, timeout=10), "redis-server did not start"
+        return self
+
+    def answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2).ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: whatever it held (queued messages, bindings, unacked tasks) is gone."""
+        if self.process is not None and self.process.poll() is None:
+            _signal_group(self.process, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+class WebServer:
+    """The production web process (gunicorn with uvicorn workers) on a port of the test's own,
+    in its own process group. restart() keeps the port."""
+
+    def __init__(self, *, env: dict, log_path: Path, graceful_timeout: int = 30) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = free_port()
+        self.graceful_timeout = graceful_timeout
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> WebServer:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "gunicorn"), "handoff.asgi:application"]
+                + ["-k", "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{self.port}"]
+                + ["-w", "1", "--graceful-timeout", str(self.graceful_timeout)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        assert wait_until(lambda: port_open(self.port), timeout=timeout, interval=0.1), (
+            f"web server did not start:\n{log_tail(self.log_path)}"
+        )
+        return self
+
+    def stop(self, timeout: float = 40) -> None:
+        """SIGTERM, as a deploy or a supervisor does: gunicorn finishes what is in flight."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        _signal_group(self.process, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            _signal_group(self.process, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+# --- races -------------------------------------------------------------------------------------
+
+
+def at_once(calls: list[Callable[[], object]], timeout: float = 60) -> list[object]:
+    """Run every call in a thread of its own, released together by a barrier; return each
+    call's result (or the exception it raised), in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], object]) -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            results[index] = call()
+        except Exception as exc:  # noqa: BLE001 - the test asserts on it
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(index, call), daemon=True)
+        for index, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    stuck = [index for index, thread in enumerate(threads) if thread.is_alive()]
+    assert not stuck, f"calls {stuck} did not finish within {timeout} s (a deadlock or a hang)"
+    return results
