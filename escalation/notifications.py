@@ -72,3 +72,35 @@ def email_breach_digest(queue, events) -> int:
         recipient_list=recipients,
     )
     return len(recipients)
+
+
+AUTONOMY_SUBJECTS = {
+    "promoted": "now acts alone above its certified threshold",
+    "amber": "is amber: its QA samples can no longer re-certify it",
+    "mode_set": "changed mode",
+}
+
+
+def email_autonomy_change(payload: dict) -> int:
+    """Tell the queue's managers that a scope changed mode or health (an outbox item's
+    payload: scope, reason, to, detail)."""
+    from escalation.models import Scope
+
+    scope = Scope.objects.select_related("agent", "queue").get(pk=payload["scope"])
+    recipients = team_addresses(scope.queue, role=Role.MANAGER)
+    if not recipients:
+        return 0
+    reason = payload["reason"]
+    what = AUTONOMY_SUBJECTS.get(reason, "fell back to assisted: people decide again")
+    version = scope.agent_version or "(no version)"
+    send_mail(
+        subject=f"[Handoff] {scope.agent.name} {version} in {scope.queue.name} {what}",
+        message=(
+            f"Agent {scope.agent.name}, version {version}, queue {scope.queue.slug}: "
+            f"{reason} -> {payload['to']}.\n{payload.get('detail', '')}\n\n"
+            f"{settings.HANDOFF_PUBLIC_URL.rstrip('/')}/manage/agents/\n"
+        ),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    return len(recipients)

@@ -31,6 +31,7 @@ def _handlers() -> dict[str, Callable[[OutboxItem], None]]:
     return {
         "route": lambda item: transitions.route(case_id=item.escalation_id),
         "notify_urgent": lambda item: notifications.email_urgent_case(item.escalation_id),
+        "notify_autonomy": lambda item: notifications.email_autonomy_change(item.payload),
     }
 
 

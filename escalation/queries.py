@@ -201,17 +201,30 @@ def inbox_version(queue_ids, now: datetime) -> str:
 
 
 def calibration_counts(cases: QuerySet[Escalation], by: tuple[str, ...] = ()) -> list[dict]:
-    """Per-grid-point aggregates of the resolved cases in `cases`, for
+    """Per-grid-point aggregates of the labelled cases in `cases`, for
     escalation.calibration.summarize_grid: one GROUP BY, at most 101 rows, whatever the volume.
 
-    Each row: g = floor((confidence + EPS) * 100) (the same formula as
-    calibration.grid_index, evaluated in double precision by the database), n, errors
-    (modified + rejected), approved, modified, rejected, sum_c, sum_c2, sum_c_approved (sum of
-    confidence over approved cases) and min_c. Cases without a resolution are left out.
-    `by`: more columns to group by (escalation.rollups keeps one row per agent, version and
-    queue), each carried in the rows.
+    A case's label is its resolution's decision, or for a shadow case the verdict given after
+    deciding blind (a shadow case without one is left out, as are unresolved cases). Each row:
+    g = floor((confidence + EPS) * 100) (the same formula as calibration.grid_index, evaluated
+    in double precision by the database), n, errors (modified + rejected), approved, modified,
+    rejected, sum_c, sum_c2, sum_c_approved (sum of confidence over approved cases) and min_c.
+    `by`: more columns to group by, carried in the rows (escalation.rollups keeps one row per
+    agent, version, queue, `source` — the label source — and `epoch`, the scope's epoch when
+    the label was made).
     """
-    from django.db.models import Count, F, FloatField, IntegerField, Min, Sum, Value
+    from django.db.models import (
+        Case,
+        CharField,
+        Count,
+        F,
+        FloatField,
+        IntegerField,
+        Min,
+        Sum,
+        Value,
+        When,
+    )
     from django.db.models.functions import Cast, Coalesce, Floor
 
     from escalation import calibration
@@ -225,24 +238,28 @@ def calibration_counts(cases: QuerySet[Escalation], by: tuple[str, ...] = ()) ->
         ),
         IntegerField(),
     )
+    outcome = Case(
+        When(label_source="shadow", then=F("resolution__verdict")),
+        default=F("resolution__decision"),
+        output_field=CharField(),
+    )
     rows = (
-        cases.filter(status=Status.RESOLVED, resolution__decision__in=Decision.values)
-        .annotate(g=grid)
+        cases.filter(status=Status.RESOLVED)
+        .annotate(g=grid, outcome=outcome, source=F("label_source"), epoch=F("resolution__epoch"))
+        .filter(outcome__in=Decision.values)
         .order_by()
         .values(*by, "g")
         .annotate(
             n=Count("pk"),
-            errors=Count("pk", filter=~Q(resolution__decision=Decision.APPROVE)),
-            approved=Count("pk", filter=Q(resolution__decision=Decision.APPROVE)),
-            modified=Count("pk", filter=Q(resolution__decision=Decision.MODIFY)),
-            rejected=Count("pk", filter=Q(resolution__decision=Decision.REJECT)),
+            errors=Count("pk", filter=~Q(outcome=Decision.APPROVE)),
+            approved=Count("pk", filter=Q(outcome=Decision.APPROVE)),
+            modified=Count("pk", filter=Q(outcome=Decision.MODIFY)),
+            rejected=Count("pk", filter=Q(outcome=Decision.REJECT)),
             sum_c=Coalesce(Sum("confidence"), zero),
             sum_c2=Coalesce(
                 Sum(F("confidence") * F("confidence"), output_field=FloatField()), zero
             ),
-            sum_c_approved=Coalesce(
-                Sum("confidence", filter=Q(resolution__decision=Decision.APPROVE)), zero
-            ),
+            sum_c_approved=Coalesce(Sum("confidence", filter=Q(outcome=Decision.APPROVE)), zero),
             min_c=Min("confidence"),
         )
         .order_by(*by, "g")

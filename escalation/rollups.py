@@ -194,14 +194,18 @@ def merged_percentiles(rows: Iterable[dict], key: str | None, fractions: Sequenc
 # --- calibration cells (exact, in the resolve transaction) --------------------------------------
 
 
-def count_resolution(case: Escalation, decision: str) -> None:
-    """Add one resolution of `case` to its calibration cell. Call inside the resolve
-    transaction, after audit.record (which holds the chain-head lock until commit)."""
+def count_resolution(case: Escalation, decision: str, *, epoch: int = 0) -> None:
+    """Add one label of `case` (its decision, or a shadow case's verdict) to its calibration
+    cell: by agent, version, queue, label source and the scope's epoch. Call inside the
+    transaction that makes the label, after audit.record (which holds the chain-head lock
+    until commit)."""
     c = float(case.confidence)
     key = {
         "agent_id": case.agent_id,
         "agent_version": case.agent_version,
         "queue_id": case.queue_id,
+        "source": case.label_source,
+        "epoch": epoch,
         "g": calibration.grid_index(c),
     }
     approved = decision == Decision.APPROVE
@@ -239,7 +243,8 @@ def rebuild_calibration() -> int:
         AuditChainHead.objects.select_for_update().filter(pk=1).first()
         CalibrationCell.objects.all().delete()
         rows = calibration_counts(
-            Escalation.objects.all(), by=("agent_id", "agent_version", "queue_id")
+            Escalation.objects.all(),
+            by=("agent_id", "agent_version", "queue_id", "source", "epoch"),
         )
         CalibrationCell.objects.bulk_create(
             [CalibrationCell(**{k: v for k, v in r.items() if k != "errors"}) for r in rows],

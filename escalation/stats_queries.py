@@ -182,15 +182,27 @@ def dead_deliveries(queue_ids, agent_ids=None) -> dict[int, int]:
     return dict(dead.order_by().values_list("agent_id").annotate(n=Count("pk")))
 
 
-def calibration_counts(queue_ids, agent_id: int, agent_version: str | None = None) -> list[dict]:
-    """The label source "all resolved cases" of this agent in these queues (all time), as
-    escalation.queries.calibration_counts gives it (one row per grid point), summed from the
-    calibration cells (at most 101 rows per agent, version and queue)."""
+def calibration_counts(
+    queue_ids,
+    agent_id: int,
+    agent_version: str | None = None,
+    *,
+    sources=None,
+    epoch: int | None = None,
+) -> list[dict]:
+    """This agent's labels in these queues (None: all), as escalation.queries.calibration_counts
+    gives them (one row per grid point), summed from the calibration cells (at most 101 rows
+    per agent, version, queue, label source and epoch). By default every label ("all resolved
+    cases"); `sources` keeps those label sources, `epoch` one scope epoch."""
     cells = CalibrationCell.objects.filter(agent_id=agent_id)
     if queue_ids is not None:  # None: every queue
         cells = cells.filter(queue_id__in=queue_ids)
     if agent_version is not None:
         cells = cells.filter(agent_version=agent_version)
+    if sources is not None:
+        cells = cells.filter(source__in=sources)
+    if epoch is not None:
+        cells = cells.filter(epoch=epoch)
     summed = ("n", "approved", "modified", "rejected", "sum_c", "sum_c2", "sum_c_approved")
     rows = [
         _renamed(row)

@@ -27,9 +27,11 @@ from escalation.models import (
     ContextUpdate,
     Decision,
     Escalation,
+    LabelSource,
     Priority,
     Queue,
     Resolution,
+    Scope,
     Status,
     Transfer,
 )
@@ -246,6 +248,8 @@ class Intake:
         metadata: dict | None = None,
         callback_url: str = "",
         agent_version: str = "",
+        label_source: str = LabelSource.ESCALATED,
+        scope=None,
     ) -> Escalation:
         agent, now = self.agent, self.now
         _check_priority(priority)
@@ -282,6 +286,8 @@ class Intake:
             metadata=metadata or {},
             callback_url=callback_url,
             agent_version=agent_version,
+            label_source=label_source,
+            scope=scope,
             created_at=now,
             updated_at=now,
             expires_at=now + timedelta(seconds=queue.expire_after_seconds),
@@ -587,16 +593,29 @@ def resolve(
     final_action: dict | None = None,
     labels: dict | None = None,
     note: str = "",
+    critical: bool = False,
     now: datetime | None = None,
 ) -> Escalation:
-    """Decide a claimed case: approve, modify (with final_action) or reject, with labels."""
+    """Decide a claimed case: approve, modify (with final_action) or reject, with labels.
+
+    A QA case's decision is the verdict on the action the agent already took (approve: it was
+    right; modify: it should have been different, final_action optional; reject: it should
+    not have acted), and `critical` may flag it; the scope's monitors run on it at once. A
+    shadow case is decided blind: the reviewer's own action (modify) or reject; the verdict
+    on the proposal comes after (record_verdict)."""
     now = now or timezone.now()
     with transaction.atomic():
         case = _lock(case_id)
+        qa = case.label_source == LabelSource.QA
+        scope = None
+        if case.scope_id is not None:  # locked before the chain head (escalation.autonomy)
+            scope = Scope.objects.select_for_update().get(pk=case.scope_id)
         _require_can_work(actor, case)
         _require_live_claim(actor, case, claim_token, now)
         labels = labels or {}
         errors = _decision_errors(case, decision, final_action, labels)
+        if critical and not qa:
+            errors["critical"] = "only a QA sample can be marked critical"
         if errors:
             raise TransitionError("the decision is not valid", code="invalid", fields=errors)
         _record_missed_targets(case, now)
@@ -612,6 +631,10 @@ def resolve(
             note=note,
             resolved_by=actor.user,
             resolved_at=now,
+            verdict=decision if qa else "",
+            verdict_at=now if qa else None,
+            critical=critical,
+            epoch=scope.epoch if scope else 0,
         )
         _close(case, Status.RESOLVED, now)
         _save(case, now)
@@ -626,19 +649,69 @@ def resolve(
                 "labels": labels,
                 "note": note,
                 "final_action_sha256": content_hash(final_action),
+                **({"critical": critical} if qa else {}),
             },
         )
-        # After audit.record: the chain-head lock serializes the cell updates.
-        rollups.count_resolution(case, decision)
+        # After audit.record: the chain-head lock serializes the cell updates. A shadow
+        # case's label is its verdict, counted when it is given.
+        if case.label_source != LabelSource.SHADOW:
+            rollups.count_resolution(case, decision, epoch=scope.epoch if scope else 0)
+        if qa:
+            from escalation import autonomy  # it builds on this module
+
+            autonomy.judge_qa(case, critical=critical, now=now)
     return case
+
+
+def record_verdict(
+    *, actor: Actor, case_id, verdict: str, now: datetime | None = None
+) -> Resolution:
+    """After deciding a shadow case blind, the reviewer (or a manager) says whether the
+    agent's proposal would have been acceptable: approve, modify or reject. Once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = _lock(case_id)
+        if case.label_source != LabelSource.SHADOW or case.status != Status.RESOLVED:
+            raise TransitionError("only a decided shadow case takes a verdict", code="conflict")
+        resolution = case.resolution
+        decided = actor.user is not None and resolution.resolved_by_id == actor.user.pk
+        if not (decided or _is_manager_of(actor, case)):
+            raise TransitionError("only who decided the case gives its verdict", code="forbidden")
+        if resolution.verdict:
+            raise TransitionError("the verdict is already recorded", code="conflict")
+        if verdict not in Decision.values:
+            raise TransitionError(
+                "the verdict is not valid",
+                code="invalid",
+                fields={"verdict": "must be one of approve, modify, reject"},
+            )
+        epoch = Scope.objects.filter(pk=case.scope_id).values_list("epoch", flat=True).first()
+        resolution.verdict, resolution.verdict_at, resolution.epoch = verdict, now, epoch or 0
+        resolution.save(update_fields=["verdict", "verdict_at", "epoch"])
+        audit.record(
+            actor=actor,
+            verb="escalation.verdict_recorded",
+            case=case,
+            now=now,
+            data={"verdict": verdict},
+        )
+        rollups.count_resolution(case, verdict, epoch=resolution.epoch)
+    return resolution
 
 
 def _decision_errors(case: Escalation, decision: str, final_action, label_values) -> dict:
     errors: dict[str, Any] = {}
     if decision not in Decision.values:
         errors["decision"] = "must be one of approve, modify, reject"
-    if decision == Decision.MODIFY and not isinstance(final_action, dict):
+    qa = case.label_source == LabelSource.QA
+    # A QA verdict of modify may leave the better action unsaid.
+    unsaid = qa and final_action is None
+    if decision == Decision.MODIFY and not isinstance(final_action, dict) and not unsaid:
         errors["final_action"] = "a modified decision needs the final action as a JSON object"
+    if decision == Decision.APPROVE and case.label_source == LabelSource.SHADOW:
+        errors["decision"] = (
+            "the proposal is hidden in shadow mode: give your own action (modify) or reject"
+        )
     label_errors = labels.validate(case.queue.label_schema or labels.EMPTY_SCHEMA, label_values)
     if label_errors:
         errors["labels"] = label_errors

@@ -196,3 +196,19 @@ def run_once(
     """(status, body, replayed). `create` runs at most once per (agent, key, 24 h)."""
     with held(agent, [key], refuse_in_flight=True) as ledger:
         return ledger.run(key, body, create)
+
+
+def respond(agent: Agent, key: str | None, body, act: Callable[[], tuple[int, dict]], *, space=""):
+    """The API answer of an action that an Idempotency-Key makes run once: `act` runs when
+    there is no key, or the first time for this key (in this `space`, so one key used on two
+    endpoints never replays one endpoint's answer on the other); a repeat gets the stored
+    answer with status 200 and `Idempotent-Replayed: true`."""
+    from rest_framework.response import Response
+
+    if key is None:
+        code, answer = act()
+        return Response(answer, status=code)
+    code, answer, replayed = run_once(agent, space + check_key(key), body, act)
+    if replayed:
+        return Response(answer, status=200, headers={"Idempotent-Replayed": "true"})
+    return Response(answer, status=code)

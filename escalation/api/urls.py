@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 # (schema is imported for its side effect: it registers the auth scheme.)
-from escalation.api import batch, longpoll, schema, views  # noqa: F401
+from escalation.api import batch, decisions, longpoll, schema, views  # noqa: F401
 from escalation.api.errors import get_only
 
 urlpatterns = [
@@ -27,6 +27,7 @@ urlpatterns = [
     ),
     path("queues", views.QueueList.as_view(), name="api-queues"),
     path("labels", views.LabelList.as_view(), name="api-labels"),
+    path("decisions", decisions.Decisions.as_view(), name="api-decisions"),
     path("calibration", views.Calibration.as_view(), name="api-calibration"),
     path("schema", get_only(SpectacularAPIView.as_view()), name="api-schema"),
     # The split view serves its script as a file, so the docs page works under the CSP.

@@ -171,13 +171,7 @@ class EscalationListCreate(generics.GenericAPIView):
         def create() -> tuple[int, dict]:
             return status.HTTP_201_CREATED, case_resource(create_case(agent, data))
 
-        if key is None:
-            code, body = create()
-            return Response(body, status=code)
-        code, body, replayed = idempotency.run_once(agent, idempotency.check_key(key), data, create)
-        if replayed:
-            return Response(body, status=200, headers={"Idempotent-Replayed": "true"})
-        return Response(body, status=code)
+        return idempotency.respond(agent, key, data, create)
 
     @extend_schema(
         operation_id="list_escalations",

@@ -5,23 +5,6 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def build_calibration_cells(apps, schema_editor):
-    """The cells of every resolution made before this migration; from here on the resolve
-    transaction keeps them (escalation.rollups.count_resolution). The day rollups are built by
-    the first statistics fold, which starts with a full rebuild."""
-    from escalation.queries import calibration_counts
-
-    Escalation = apps.get_model("escalation", "Escalation")
-    CalibrationCell = apps.get_model("escalation", "CalibrationCell")
-    rows = calibration_counts(
-        Escalation.objects.all(), by=("agent_id", "agent_version", "queue_id")
-    )
-    CalibrationCell.objects.bulk_create(
-        [CalibrationCell(**{k: v for k, v in r.items() if k != "errors"}) for r in rows],
-        batch_size=2000,
-    )
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -146,5 +129,4 @@ class Migration(migrations.Migration):
             model_name='resolutiondaystat',
             index=models.Index(fields=['queue', 'day'], name='resolution_day_stat_idx'),
         ),
-        migrations.RunPython(build_calibration_cells, migrations.RunPython.noop),
     ]

@@ -1,5 +1,13 @@
 from escalation.models.agents import Agent, AgentKey, IdempotencyRecord
 from escalation.models.audit import AuditChainHead, AuditEvent, AuditVerification
+from escalation.models.autonomy import (
+    Certificate,
+    LabelSource,
+    Mode,
+    ModeChange,
+    PolicyDecision,
+    Scope,
+)
 from escalation.models.cases import (
     ContextUpdate,
     Decision,
@@ -27,6 +35,7 @@ __all__ = [
     "AuditVerification",
     "BusinessCalendar",
     "CalibrationCell",
+    "Certificate",
     "CaseDayStat",
     "ContextUpdate",
     "Decision",
@@ -36,11 +45,16 @@ __all__ = [
     "DurationDayStat",
     "Escalation",
     "IdempotencyRecord",
+    "LabelSource",
+    "Mode",
+    "ModeChange",
     "OutboxItem",
+    "PolicyDecision",
     "Priority",
     "Queue",
     "Resolution",
     "ResolutionDayStat",
+    "Scope",
     "Status",
     "SweepCursor",
     "Transfer",

@@ -59,6 +59,12 @@ class Escalation(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     callback_url = models.URLField(max_length=2000, blank=True)
     agent_version = models.CharField(max_length=100, blank=True)
+    # The learning loop: how the case came to people, and the scope whose policy sent it
+    # (null for a case posted straight to POST /api/v1/escalations).
+    label_source = models.CharField(max_length=10, default="escalated")
+    scope = models.ForeignKey(
+        "escalation.Scope", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField()
@@ -201,6 +207,15 @@ class Resolution(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="resolutions"
     )
     resolved_at = models.DateTimeField()
+    # Shadow cases: after deciding blind, whether the agent's proposal would have been
+    # acceptable (approve / modify / reject) — the label. QA cases: a reviewer may flag the
+    # agent's action as critical, which takes the scope's autonomy back at once.
+    verdict = models.CharField(max_length=10, choices=Decision.choices, blank=True)
+    verdict_at = models.DateTimeField(null=True, blank=True)
+    critical = models.BooleanField(default=False)
+    # The case's scope epoch when the label was made (escalation.autonomy): a fall-back starts
+    # a new epoch, and certificates count only the current one's labels.
+    epoch = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["resolved_at"], name="resolution_time_idx")]

@@ -61,6 +61,11 @@ class Queue(models.Model):
         default=False, help_text="Raise a case's priority one step when it breaches a target."
     )
     is_active = models.BooleanField(default=True)
+    # The learning loop: the error budget and 1 - confidence of its certificates, and whether
+    # a scope is promoted as soon as it certifies (otherwise a manager presses Promote).
+    autonomy_alpha = models.FloatField(default=0.02)
+    autonomy_delta = models.FloatField(default=0.05)
+    auto_promote = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -20,6 +20,10 @@ class CalibrationCell(models.Model):
     agent = models.ForeignKey("escalation.Agent", on_delete=models.PROTECT, related_name="+")
     agent_version = models.CharField(max_length=100, blank=True)
     queue = models.ForeignKey("escalation.Queue", on_delete=models.PROTECT, related_name="+")
+    # The learning loop's label source (escalated / shadow / assisted / qa) and the scope's
+    # epoch when the label was made (a fall-back starts a new epoch).
+    source = models.CharField(max_length=10, default="escalated")
+    epoch = models.PositiveIntegerField(default=0)
     g = models.PositiveSmallIntegerField()
     n = models.PositiveIntegerField(default=0)
     approved = models.PositiveIntegerField(default=0)
@@ -33,7 +37,8 @@ class CalibrationCell(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["agent", "agent_version", "queue", "g"], name="calibration_cell_key"
+                fields=["agent", "agent_version", "queue", "source", "epoch", "g"],
+                name="calibration_cell_key",
             )
         ]
 

@@ -282,7 +282,7 @@ def test_the_migration_counts_the_resolutions_made_before_it(agent, refunds, as_
     resolved_case(agent, refunds, as_alice, decision="reject", confidence=0.915, start=start)
     kept = cells()
     CalibrationCell.objects.all().delete()
-    migration = importlib.import_module("escalation.migrations.0010_stats_rollups")
+    migration = importlib.import_module("escalation.migrations.0012_learning_loop")
     migration.build_calibration_cells(apps, None)
     assert cells() == kept
     assert kept[0] == [(agent.pk, "", refunds.pk, 91, 2, 1, 0, 1)]
