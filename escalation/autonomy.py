@@ -322,6 +322,9 @@ def judge_qa(case: Escalation, *, critical: bool, now: datetime) -> None:
     scope.cusum = trace[-1] if trace else 0.0
     recent = [e for at, e in outcomes if at >= now - WINDOW]
     health = autonomy_math.window_state(len(recent), sum(recent), alpha, delta)
+    if health == Health.AMBER and len(recent) < calibration.n_min(alpha, delta):
+        # Too few samples yet to re-certify even with no error: not evidence of anything.
+        health = Health.GREEN
     fired = autonomy_math.cusum_fires(errors, alpha)
     if critical:
         _fall_back(scope, actor=system, reason="critical", detail=f"QA case {case.pk}", now=now)
