@@ -63,6 +63,7 @@ API_CASE = {  # name an ops case: 404 to another agent
 API_COLLECTIONS = {
     "api-escalations": "GET",
     "api-escalations-batch": "POST",
+    "api-decisions": "POST",
     "api-queues": "GET",
     "api-labels": "GET",
     "api-calibration": "GET",
@@ -131,6 +132,7 @@ def api_path(name: str, case_id) -> str:
         "api-escalation-resolution": f"{ESCALATIONS}/{case_id}/resolution",
         "api-escalations": ESCALATIONS,
         "api-escalations-batch": f"{ESCALATIONS}/batch",
+        "api-decisions": f"{API}/decisions",
         "api-queues": f"{API}/queues",
         "api-labels": f"{API}/labels",
         "api-calibration": f"{API}/calibration",
@@ -141,6 +143,7 @@ API_BODIES = {
     "api-escalation-context": {"note": "not mine"},
     "api-escalation-cancel": {"reason": "not mine"},
     "api-escalations-batch": {"items": [{"idempotency_key": "k1", **create_body()}]},
+    "api-decisions": {**create_body(), "agent_version": "v1"},
 }
 
 

@@ -18,9 +18,11 @@ from playwright.sync_api import Page, expect
 
 from escalation import transitions
 from escalation.audit import Actor
-from escalation.models import Delivery, DeliveryStatus, Escalation
+from escalation.models import Delivery, DeliveryStatus
+from tests.api.helpers import resolve_case
 from tests.browser.helpers import ConsoleWatch
 from tests.factories import make_case
+from tests.security.routes import MANAGER_OBJECT_PAGES, MANAGER_PAGES, web_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -44,6 +46,7 @@ PAYLOADS = [
     f'</script><img src="{PROBE}json">',
 ]
 HOSTILE = " ".join(PAYLOADS)
+DOWNLOADS = {"manage-audit-export", "manage-export-labels"}  # files, not pages
 
 
 def hostile_json() -> dict:
@@ -64,7 +67,6 @@ def hostile_json() -> dict:
 def hostile_cases(agent, refunds, alice, bob):
     """A claimed hostile case (held by alice), a breached one, a resolved one with a dead
     delivery whose URL and error text are hostile too."""
-    agent.name = "refund-bot"
     now = timezone.now()
     fields = {
         "summary": HOSTILE[:200],
@@ -81,15 +83,7 @@ def hostile_cases(agent, refunds, alice, bob):
     transitions.claim(actor=Actor.for_user(alice), case_id=held.pk)
     breached = make_case(agent=agent, queue=refunds, now=now - timedelta(hours=3), **fields)
     resolved = make_case(agent=agent, queue=refunds, now=now - timedelta(hours=1), **fields)
-    claim = transitions.claim(actor=Actor.for_user(bob), case_id=resolved.pk)
-    transitions.resolve(
-        actor=Actor.for_user(bob),
-        case_id=resolved.pk,
-        claim_token=claim.claim_token,
-        decision="modify",
-        final_action=hostile_json(),
-        note=HOSTILE,
-    )
+    resolve_case(resolved, bob, decision="modify", final_action=hostile_json(), note=HOSTILE)
     Delivery.objects.create(
         webhook_id="msg_hostile",
         escalation=resolved,
@@ -178,20 +172,13 @@ def test_hostile_agent_content_is_inert_on_every_manager_page(
     wire = Tripwire(page)
     resolved = hostile_cases["resolved"]
 
-    for path in (
-        "/manage/audit/",
-        f"/manage/audit/cases/{resolved.pk}/",
-        "/manage/sla/",
-        "/manage/reviewers/",
-        "/manage/agents/",
-        "/manage/agents/refund-bot/calibration",
-        "/manage/deliveries/",
-        "/manage/exports/",
-    ):
+    objects = {"case": resolved, "delivery": Delivery.objects.get(), "agent": resolved.agent}
+    pages = MANAGER_PAGES | MANAGER_OBJECT_PAGES
+    for name in sorted(n for n, method in pages.items() if method == "GET" and n not in DOWNLOADS):
+        path = web_path(name, objects)
         wire.visit(path)
         if path.startswith(("/manage/audit/cases/", "/manage/sla/", "/manage/deliveries/")):
             expect(page.locator("main")).to_contain_text("/xss-probe/")  # shown, as text
 
     assert console.csp_violations == []
     assert console.errors == []
-    assert Escalation.objects.filter(pk=hostile_cases["held"].pk, claimed_by__username="alice")
