@@ -175,7 +175,12 @@ def biased_only(scope: Scope) -> bool:
 
 
 def _lock_scope(scope_id) -> Scope:
-    scope = Scope.objects.select_for_update().select_related("queue", "agent").filter(pk=scope_id)
+    # NO KEY UPDATE: new cases point at the scope, and their foreign-key checks must not wait.
+    scope = (
+        Scope.objects.select_for_update(no_key=True)
+        .select_related("queue", "agent")
+        .filter(pk=scope_id)
+    )
     found = scope.first()
     if found is None:
         raise TransitionError("no such scope", code="not_found")

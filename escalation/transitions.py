@@ -609,7 +609,7 @@ def resolve(
         qa = case.label_source == LabelSource.QA
         scope = None
         if case.scope_id is not None:  # locked before the chain head (escalation.autonomy)
-            scope = Scope.objects.select_for_update().get(pk=case.scope_id)
+            scope = Scope.objects.select_for_update(no_key=True).get(pk=case.scope_id)
         _require_can_work(actor, case)
         _require_live_claim(actor, case, claim_token, now)
         labels = labels or {}

@@ -79,6 +79,8 @@ class DecisionForm(forms.Form):
         required=False, max_length=10_000, widget=forms.Textarea(attrs={"rows": 3}), label="Note"
     )
     claim_token = forms.UUIDField(widget=forms.HiddenInput)
+    # QA samples only: the reviewer flags the agent's action as critical.
+    critical = forms.BooleanField(required=False)
 
     def __init__(self, *args, queue: Queue, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("cases/<uuid:case_id>/release/", views.release, name="case-release"),
     path("cases/<uuid:case_id>/heartbeat/", views.heartbeat, name="case-heartbeat"),
     path("cases/<uuid:case_id>/decide/", views.decide, name="case-decide"),
+    path("cases/<uuid:case_id>/verdict/", views.verdict, name="case-verdict"),
     path("cases/<uuid:case_id>/transfer/", views.transfer, name="case-transfer"),
     path("manage/deliveries/", manage_views.deliveries, name="manage-deliveries"),
     path(

@@ -25,10 +25,12 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts import permissions
 from escalation import queries, transitions
 from escalation.audit import Actor
-from escalation.models import AuditEvent, Escalation, Status
+from escalation.models import AuditEvent, Escalation, LabelSource, Status
 from escalation.timeparse import parse_utc
 from escalation.transitions import TransitionError
 from escalation.web.forms import DecisionForm, InboxFilterForm, TransferForm
+
+BLIND_SOURCES = (LabelSource.SHADOW, LabelSource.QA)
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -161,6 +163,17 @@ def _case_context(
             current=case.queue, initial={"claim_token": case.claim_token if is_holder else None}
         )
     resolution = getattr(case, "resolution", None) if case.status == Status.RESOLVED else None
+    # Shadow and QA cases are decided blind: the proposal shows once the decision is made.
+    blind = case.label_source if case.label_source in BLIND_SOURCES and not resolution else ""
+    verdict_needed = (
+        resolution is not None
+        and case.label_source == LabelSource.SHADOW
+        and not resolution.verdict
+        and (
+            resolution.resolved_by_id == request.user.pk
+            or permissions.can_manage_queue(request.user, case.queue_id)
+        )
+    )
     return {
         "case": case,
         "now": now,
@@ -171,6 +184,8 @@ def _case_context(
         "decision_form": decision_form if lease_live else None,
         "transfer_form": transfer_form if may_transfer else None,
         "resolution": resolution,
+        "blind": blind,
+        "verdict_needed": verdict_needed,
         "updates": list(case.context_updates.all()),
         "history": AuditEvent.objects.filter(escalation=case).order_by("seq"),
     }
@@ -270,6 +285,7 @@ def decide(request: HttpRequest, case_id) -> HttpResponse:
                 final_action=data["final_action"],
                 labels=form.label_values(),
                 note=data["note"],
+                critical=data["critical"] and case.label_source == LabelSource.QA,
             )
         except TransitionError as error:
             if error.code != "invalid":
@@ -277,16 +293,37 @@ def decide(request: HttpRequest, case_id) -> HttpResponse:
             form.add_domain_errors(error.fields)
         else:
             messages.success(request, f"Decided: {data['decision']}.")
-            # After a decision the next case opens.
-            upcoming = transitions.claim_next(actor=_actor(request))
-            if upcoming is None:
-                messages.info(request, "That was the last open case in your queues.")
-                return _redirect(request, reverse("inbox"))
-            return _redirect(request, _case_url(upcoming.pk))
+            if case.label_source == LabelSource.SHADOW:  # now the verdict on the proposal
+                return _redirect(request, _case_url(case.pk))
+            return _open_next(request)
     context = _case_context(request, case, decision_form=form)
     if request.htmx:
         return render(request, "escalation/case.html#decision", context, status=422)
     return render(request, "escalation/case.html", context, status=422)
+
+
+def _open_next(request: HttpRequest) -> HttpResponse:
+    """After a decision the next case opens (the inbox when there is none)."""
+    upcoming = transitions.claim_next(actor=_actor(request))
+    if upcoming is None:
+        messages.info(request, "That was the last open case in your queues.")
+        return _redirect(request, reverse("inbox"))
+    return _redirect(request, _case_url(upcoming.pk))
+
+
+@login_required
+@require_POST
+def verdict(request: HttpRequest, case_id) -> HttpResponse:
+    """A shadow case's verdict on the agent's proposal, after the blind decision."""
+    case = get_case_for(request.user, case_id)
+    try:
+        transitions.record_verdict(
+            actor=_actor(request), case_id=case.pk, verdict=request.POST.get("verdict", "")
+        )
+    except TransitionError as error:
+        return _refused(request, case.pk, error)
+    messages.success(request, "Verdict recorded.")
+    return _open_next(request)
 
 
 @login_required
