@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from escalation import audit, delivery, outbox, rollups, sweeps
+from escalation import audit, autonomy, delivery, outbox, rollups, sweeps
 
 
 @shared_task(name="escalation.tasks.run_outbox_item", ignore_result=True)
@@ -57,6 +57,11 @@ def notify_breaches() -> int:
 def log_audit_checkpoint() -> int:
     seq, _ = audit.log_checkpoint()
     return seq
+
+
+@shared_task(name="escalation.tasks.sweep_autonomy", **SWEEP_LIMITS)
+def sweep_autonomy() -> int:
+    return autonomy.promote_ready()
 
 
 @shared_task(name="escalation.tasks.refresh_stats", **SWEEP_LIMITS)

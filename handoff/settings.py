@@ -350,6 +350,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "escalation.tasks.sweep_deliveries",
         "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
     },
+    # Scopes of queues that allow automatic promotion are promoted once they certify.
+    "sweep-autonomy": {
+        "task": "escalation.tasks.sweep_autonomy",
+        "schedule": float(HANDOFF_SLA_SWEEP_SECONDS),
+    },
     "refresh-stats": {
         "task": "escalation.tasks.refresh_stats",
         "schedule": float(HANDOFF_STATS_REFRESH_SECONDS),

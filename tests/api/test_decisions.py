@@ -324,3 +324,18 @@ def test_the_schema_documents_the_operation():
     operation = schema["paths"]["/api/v1/decisions"]["post"]
     assert operation["operationId"] == "decide"
     assert {"200", "201", "400", "401", "403", "409", "422", "429"} <= set(operation["responses"])
+
+
+def test_a_queue_that_allows_it_promotes_on_its_own(api, agent, refunds):
+    from escalation import tasks
+
+    post_json(api, DECISIONS, body())
+    certify_cells(agent, refunds)
+    assert tasks.sweep_autonomy() == 0  # the queue leaves promotion to a manager
+    refunds.auto_promote = True
+    refunds.save()
+    assert tasks.sweep_autonomy() == 1
+    scope = scope_of(agent, refunds)
+    assert scope.mode == Mode.AUTONOMOUS and scope.certificate.theta == pytest.approx(0.95)
+    assert ModeChange.objects.get(scope=scope).actor_name == "system"
+    assert tasks.sweep_autonomy() == 0
