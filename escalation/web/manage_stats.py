@@ -29,7 +29,8 @@ from accounts import permissions
 from escalation import calibration, charts, rollups, stats_queries
 from escalation.api.errors import error_response
 from escalation.api.views import CALIBRATION_NOTE, _parse_level
-from escalation.models import Agent
+from escalation.models import Agent, CalibrationCell, LabelSource
+from escalation.models.autonomy import UNBIASED_SOURCES
 from escalation.web.manage_views import _require_manager
 
 PAGE_NOTE = (
@@ -170,8 +171,29 @@ def _certificate_view(cert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _summary(queue_ids: list[int], agent_id: int, alpha: float, delta: float) -> dict[str, Any]:
-    counts = stats_queries.calibration_counts(queue_ids, agent_id)
+# The label-source filter of one agent's calibration: every label, the unbiased ones (what a
+# certificate of the learning loop counts), or one source.
+LABEL_FILTERS = {
+    "": ("all labels", None),
+    "unbiased": ("unbiased: shadow, assisted and QA", UNBIASED_SOURCES),
+    **{source.value: (source.label, (source.value,)) for source in LabelSource},
+}
+
+
+def _label_filter(request: HttpRequest, errors: dict[str, str]) -> tuple[str, Any, str | None]:
+    """(the `source` parameter, the label sources it keeps or None, the `version` or None)."""
+    source = request.GET.get("source", "")
+    if source not in LABEL_FILTERS:
+        errors["source"] = f"one of {', '.join(k for k in LABEL_FILTERS if k)}, or empty"
+        source = ""
+    version = request.GET.get("version") or None  # empty: every version
+    return source, LABEL_FILTERS[source][1], version
+
+
+def _summary(
+    queue_ids: list[int], agent_id: int, alpha: float, delta: float, sources=None, version=None
+) -> dict[str, Any]:
+    counts = stats_queries.calibration_counts(queue_ids, agent_id, version, sources=sources)
     return calibration.summarize_grid(counts, alpha, delta)
 
 
@@ -257,17 +279,23 @@ def agent_calibration(request: HttpRequest, name: str) -> HttpResponse:
             return _vary(error_response(404, "not_found", "no such agent in your queues"))
         raise Http404("no such agent in your queues")
     alpha, delta, errors = _levels(request)
+    source, sources, version = _label_filter(request, errors)
     if wants_json:
         if errors:
-            response = error_response(
-                400, "invalid", "alpha and delta must be numbers in (0, 0.5]", fields=errors
+            message = (
+                "source is not a label source"
+                if "source" in errors
+                else "alpha and delta must be numbers in (0, 0.5]"
             )
+            response = error_response(400, "invalid", message, fields=errors)
         else:
-            summary = _summary(queue_ids, agent.pk, alpha, delta)
+            summary = _summary(queue_ids, agent.pk, alpha, delta, sources, version)
             response = JsonResponse(
                 {
                     "agent": agent.name,
                     "queue": slug or None,
+                    "source": source or None,
+                    "agent_version": version,
                     "alpha": alpha,
                     "delta": delta,
                     "note": CALIBRATION_NOTE,
@@ -280,7 +308,7 @@ def agent_calibration(request: HttpRequest, name: str) -> HttpResponse:
     shown_alpha, shown_delta = (
         (calibration.DEFAULT_ALPHA, calibration.DEFAULT_DELTA) if errors else (alpha, delta)
     )
-    summary = _summary(queue_ids, agent.pk, shown_alpha, shown_delta)
+    summary = _summary(queue_ids, agent.pk, shown_alpha, shown_delta, sources, version)
     bands = [
         {
             **b,
@@ -315,6 +343,13 @@ def agent_calibration(request: HttpRequest, name: str) -> HttpResponse:
             "errors": errors,
             "raw_alpha": request.GET.get("alpha", ""),
             "raw_delta": request.GET.get("delta", ""),
+            "source": source,
+            "label_filters": [(key, title) for key, (title, _) in LABEL_FILTERS.items()],
+            "version": version,
+            "versions": CalibrationCell.objects.filter(agent=agent)
+            .order_by("agent_version")
+            .values_list("agent_version", flat=True)
+            .distinct(),
             **_filters(request, days, managed, slug),
         },
         status=400 if errors else 200,

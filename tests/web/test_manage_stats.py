@@ -384,3 +384,45 @@ def test_days_axis_covers_the_period(client, mona, dataset):
     assert f"<title>{today:%m-%d}: 0</title>" in volume_svg
     assert f"<title>{(today - timedelta(days=2)):%m-%d}: 3</title>" in volume_svg
     assert isinstance(today, date)
+
+
+def test_calibration_filters_by_label_source_and_version(client, mona, agent, refunds, alice):
+    from escalation.models import CalibrationCell
+
+    def cell(source, version, n, approved):
+        CalibrationCell.objects.create(
+            agent=agent,
+            agent_version=version,
+            queue=refunds,
+            source=source,
+            g=90,
+            n=n,
+            approved=approved,
+            rejected=n - approved,
+            sum_c=0.9 * n,
+            sum_c2=0.81 * n,
+            sum_c_approved=0.9 * approved,
+            min_c=0.9,
+        )
+
+    make_case(agent=agent, queue=refunds)  # the agent has a case in mona's queues
+    cell("escalated", "v1", 10, 5)
+    cell("assisted", "v1", 20, 20)
+    cell("qa", "v2", 4, 3)
+    client.force_login(mona)
+    queries = (
+        {},
+        {"source": "unbiased"},
+        {"source": "escalated"},
+        {"source": "qa"},
+        {"version": "v1"},
+        {"source": "unbiased", "version": "v1"},
+    )
+    totals = [calibration_json(client, **query).json()["total"] for query in queries]
+    assert totals == [34, 24, 10, 4, 30, 20]
+    answer = calibration_json(client, source="assisted", version="v1").json()
+    assert answer["source"] == "assisted" and answer["agent_version"] == "v1"
+    bad = calibration_json(client, source="guess")
+    assert bad.status_code == 400 and "source" in bad.json()["error"]["fields"]
+    page = client.get("/manage/agents/refund-bot/calibration?source=unbiased").content.decode()
+    assert "unbiased: shadow, assisted and QA" in page and ">v2</option>" in page
