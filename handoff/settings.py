@@ -299,6 +299,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- Handoff ---------------------------------------------------------------------------------
 HANDOFF_SLA_SWEEP_SECONDS = env_int("HANDOFF_SLA_SWEEP_SECONDS", 30, minimum=1)
 HANDOFF_OUTBOX_REDRIVE_SECONDS = env_int("HANDOFF_OUTBOX_REDRIVE_SECONDS", 15, minimum=1)
+# The learning loop's QA draw is an HMAC with this secret (default: derived from SECRET_KEY).
+HANDOFF_QA_SECRET = env_str("HANDOFF_QA_SECRET", "")
 # How often the manager console's day rollups are folded from the audit log (escalation.rollups).
 HANDOFF_STATS_REFRESH_SECONDS = env_int("HANDOFF_STATS_REFRESH_SECONDS", 30, minimum=1)
 # Outbox rows younger than this are left to their after-commit send before being re-driven.
