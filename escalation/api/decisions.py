@@ -7,7 +7,7 @@ POST /api/v1/escalations creates it — same validation, idempotency and SLA).
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,7 +21,7 @@ from escalation.api.serializers import (
     EscalationSerializer,
     case_resource,
 )
-from escalation.api.views import IDEMPOTENCY_KEY, CreateBodies
+from escalation.api.views import CreateBodies, idempotency_header
 from escalation.models import Mode, PolicyDecision
 
 
@@ -58,12 +58,7 @@ class Decisions(APIView):
         summary="Ask before acting: act alone (auto) or wait for a person (review)",
         request=CreateEscalationSerializer,
         parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                IDEMPOTENCY_KEY,
-                OpenApiParameter.HEADER,
-                description="Up to 255 characters; replays for 24 h; also seeds the QA draw",
-            )
+            idempotency_header("Up to 255 characters; replays for 24 h; also seeds the QA draw")
         ],
         responses={
             200: OpenApiResponse(DecisionSerializer, "auto (or an idempotent replay)"),

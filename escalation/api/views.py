@@ -47,6 +47,13 @@ IDEMPOTENCY_KEY = {
 }
 
 
+def idempotency_header(description: str = "Up to 255 characters; replays for 24 h"):
+    """The Idempotency-Key header as the schema documents it."""
+    return OpenApiParameter(
+        "Idempotency-Key", IDEMPOTENCY_KEY, OpenApiParameter.HEADER, description=description
+    )
+
+
 class CasePagination(pagination.CursorPagination):
     ordering = ("-created_at",)
     page_size = 50
@@ -149,14 +156,7 @@ class EscalationListCreate(generics.GenericAPIView):
         operation_id="create_escalation",
         summary="Create a case",
         request=CreateEscalationSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                IDEMPOTENCY_KEY,
-                OpenApiParameter.HEADER,
-                description="Up to 255 characters; replays for 24 h",
-            )
-        ],
+        parameters=[idempotency_header()],
         responses={
             201: EscalationSerializer,
             200: OpenApiResponse(EscalationSerializer, "Idempotent replay"),
