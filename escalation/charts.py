@@ -1,5 +1,5 @@
-"""Server-rendered SVG charts for the manager pages: a bar chart, a confidence histogram and a
-reliability diagram.
+"""Server-rendered SVG charts for the manager pages: a bar chart, a confidence histogram, a
+reliability diagram and a line chart (with an optional threshold).
 
 Every piece of markup goes through django.utils.html.format_html / format_html_join, so any
 text (an agent name in a title, a label) is escaped. No inline styles and no scripts: colours
@@ -188,3 +188,83 @@ def reliability_diagram(points: Sequence[dict[str, Any]], title: str) -> SafeStr
         ),
     )
     return _svg(title, format_html("{}{}", frame, dots), width=size, height=size)
+
+
+def line_chart(
+    series: Sequence[tuple[str, Sequence[float], str]],
+    title: str,
+    *,
+    threshold: float | None = None,
+    threshold_label: str = "",
+) -> SafeString:
+    """Lines over x = 1..n (e.g. the CUSUM after each QA sample), each (name, values, colour),
+    named in a legend under the x axis, and an optional dashed horizontal threshold (e.g. the
+    CUSUM's h). Dots mark the points while there are few enough to tell apart."""
+    n = max((len(values) for _, values, _ in series), default=0)
+    top = _nice_top(max([v for _, values, _ in series for v in values] + [threshold or 0]))
+    plot_w = _W - _LEFT - _RIGHT
+    plot_h = _H - _TOP - _BOTTOM
+
+    def x(i: int) -> str:
+        return _n(_LEFT + (plot_w / 2 if n <= 1 else i * plot_w / (n - 1)))
+
+    def y(v: float) -> str:
+        return _n(_H - _BOTTOM - plot_h * v / top)
+
+    lines = []
+    for name, values, colour in series:
+        points = " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values))
+        lines.append(
+            format_html(
+                '<polyline points="{}" fill="none" stroke="{}" stroke-width="1.5">'
+                "<title>{}</title></polyline>",
+                points,
+                colour,
+                name,
+            )
+        )
+        if len(values) <= 60:
+            lines.append(
+                format_html_join(
+                    "",
+                    '<circle cx="{}" cy="{}" r="2.5" fill="{}"><title>{} {}: {}</title></circle>',
+                    ((x(i), y(v), colour, name, i + 1, f"{v:g}") for i, v in enumerate(values)),
+                )
+            )
+    marks = []
+    if threshold is not None:
+        marks.append(
+            format_html(
+                '<line x1="{x0}" x2="{x1}" y1="{y}" y2="{y}" stroke="{c}" stroke-width="1.5" '
+                'stroke-dasharray="5 3"/><text x="{x1}" y="{ty}" font-size="10" '
+                'text-anchor="end" fill="{c}">{label}</text>',
+                x0=_LEFT,
+                x1=_W - _RIGHT,
+                y=y(threshold),
+                ty=_n(float(y(threshold)) - 3),
+                c=ERROR,
+                label=threshold_label,
+            )
+        )
+    if n:
+        ends = [(x(0), "1")] + ([(x(n - 1), str(n))] if n > 1 else [])
+        marks.append(
+            format_html_join(
+                "",
+                '<text x="{}" y="' + _n(_H - _BOTTOM + 12) + '" font-size="10" '
+                'text-anchor="middle" fill="' + INK + '">{}</text>',
+                ends,
+            )
+        )
+    legend = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="10" height="3" fill="{}"/>'
+        '<text x="{}" y="{}" font-size="10" fill="' + INK + '">{}</text>',
+        (
+            (_LEFT + 150 * i, _H - 7, colour, _LEFT + 150 * i + 14, _H - 3, name)
+            for i, (name, _, colour) in enumerate(series)
+        ),
+    )
+    parts = format_html_join("", "{}", ((part,) for part in [*lines, *marks, legend]))
+    body = format_html("{}{}", _frame(top), parts)
+    return _svg(title, body)

@@ -77,7 +77,8 @@ def _lock(case_id) -> Escalation:
     # queue (a transfer, routing) has PostgreSQL re-check the new row against the old queue
     # row, drop it, and answer "no such case" (tests/races/test_one_case.py).
     try:
-        if not Escalation.objects.select_for_update().filter(pk=case_id).values_list("pk"):
+        locked = Escalation.objects.select_for_update(no_key=True).filter(pk=case_id)
+        if not locked.values_list("pk"):
             raise Escalation.DoesNotExist
         return Escalation.objects.select_related("queue", "agent").get(pk=case_id)
     except (Escalation.DoesNotExist, ValueError, TypeError):
@@ -262,7 +263,11 @@ class Intake:
         if self._open_cases is None:
             # The agent row lock, held until commit, makes count-then-insert safe: concurrent
             # creates of one agent queue here (they would queue on the audit chain head anyway).
-            type(agent).objects.select_for_update().filter(pk=agent.pk).first()
+            # NO KEY UPDATE, like every row lock here: a plain FOR UPDATE also blocks the
+            # foreign-key checks of rows that point at the agent, which PostgreSQL runs at
+            # commit, after the chain head is taken: a create waiting for the head and a commit
+            # holding it (an event whose actor is this agent) then deadlocked.
+            type(agent).objects.select_for_update(no_key=True).filter(pk=agent.pk).first()
             self._open_cases = Escalation.objects.filter(
                 agent=agent, status__in=ACTIVE_STATUSES
             ).count()
@@ -507,7 +512,7 @@ def claim_next(
     with transaction.atomic():
         candidate = (
             queries.claimable_cases(list(allowed), now)
-            .select_for_update(skip_locked=True, of=("self",))
+            .select_for_update(skip_locked=True, of=("self",), no_key=True)
             .select_related("queue", "agent")
             .first()
         )

@@ -219,6 +219,10 @@ def agents(request: HttpRequest) -> HttpResponse:
     histogram = stats_queries.confidence_histogram(queue_ids, since, until, ids)
     dead = stats_queries.dead_deliveries(queue_ids, ids)
     axis = _days_axis(since, until)
+    # Imported here: manage_autonomy builds on this module's display helpers.
+    from escalation.web.manage_autonomy import BIASED_ONLY_NOTE, UNBIASED_NOTE, scope_rows
+
+    scopes = scope_rows(queue_ids, until)
     rows = []
     for a in listed:  # one row per agent
         agent_id, name = a["agent_id"], a["agent__name"]
@@ -245,6 +249,7 @@ def agents(request: HttpRequest) -> HttpResponse:
                 "ece": _num(summary["ece"]),
                 "brier": _num(summary["brier"]),
                 "certificate": _certificate_view(summary["certificate"]),
+                "scopes": scopes.pop(agent_id, []),
             }
         )
     return render(
@@ -252,6 +257,11 @@ def agents(request: HttpRequest) -> HttpResponse:
         "escalation/manage_agents.html",
         {
             "rows": rows,
+            # Scopes of agents the day rollups have not counted yet (they fold periodically).
+            "scopes_only": [{"name": s[0]["agent"], "scopes": s} for s in scopes.values()],
+            "next": request.get_full_path(),
+            "autonomy_note": UNBIASED_NOTE,
+            "biased_note": BIASED_ONLY_NOTE,
             "note": PAGE_NOTE,
             "alpha": alpha,
             "delta": delta,

@@ -1,6 +1,7 @@
 """Fixtures of the security tests: the fixed cast of tests/conftest.py, plus people of another
 team (lena reviews and larry manages team legal), an agent the rate limit never stops (for the
-fuzzers), and ops objects (a claimed case, a dead delivery) for the access checks."""
+fuzzers), and ops objects (a claimed case, a dead delivery, a learning-loop scope) for the access
+checks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Role
-from escalation import transitions
+from escalation import autonomy, transitions
 from escalation.audit import Actor
 from escalation.models import Delivery, DeliveryStatus
 
@@ -64,4 +65,5 @@ def ops_objects(agent, refunds, alice):
         status=DeliveryStatus.DEAD,
         dead_at=timezone.now(),
     )
-    return {"case": held, "delivery": delivery, "agent": agent}
+    scope = autonomy.scope_for(agent, "v1", refunds, timezone.now())
+    return {"case": held, "delivery": delivery, "agent": agent, "scope": scope}

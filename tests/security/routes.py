@@ -53,6 +53,9 @@ MANAGER_OBJECT_PAGES = {  # about one ops object: 404 to a manager of another te
     "manage-audit-case": "GET",
     "manage-agent-calibration": "GET",
     "manage-redeliver": "POST",
+    "manage-scope": "GET",
+    "manage-scope-promote": "POST",
+    "manage-scope-mode": "POST",
 }
 API_CASE = {  # name an ops case: 404 to another agent
     "api-escalation": "GET",
@@ -74,6 +77,8 @@ API_ROUTES = API_CASE | API_COLLECTIONS
 
 def web_path(name: str, objects: dict) -> str:
     case, delivery = objects["case"], objects["delivery"]
+    scope = objects.get("scope")
+    scope_path = f"/manage/agents/{objects['agent'].name}/scopes/{scope.pk if scope else 0}/"
     return {
         "inbox": "/inbox/",
         "next-case": "/inbox/next/",
@@ -91,6 +96,9 @@ def web_path(name: str, objects: dict) -> str:
         "manage-agent-calibration": f"/manage/agents/{objects['agent'].name}/calibration",
         "manage-deliveries": "/manage/deliveries/",
         "manage-redeliver": f"/manage/deliveries/{delivery.pk}/redeliver/",
+        "manage-scope": scope_path,
+        "manage-scope-promote": scope_path + "promote",
+        "manage-scope-mode": scope_path + "mode",
         "manage-exports": "/manage/exports/",
         "manage-export-labels": "/manage/exports/labels.csv",
     }[name]

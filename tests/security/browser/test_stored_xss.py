@@ -16,7 +16,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from escalation import transitions
+from escalation import autonomy, transitions
 from escalation.audit import Actor
 from escalation.models import Delivery, DeliveryStatus
 from tests.api.helpers import resolve_case
@@ -172,7 +172,16 @@ def test_hostile_agent_content_is_inert_on_every_manager_page(
     wire = Tripwire(page)
     resolved = hostile_cases["resolved"]
 
-    objects = {"case": resolved, "delivery": Delivery.objects.get(), "agent": resolved.agent}
+    # The hostile agent version names a scope too (the Autonomy table and the scope page).
+    scope = autonomy.scope_for(
+        resolved.agent, resolved.agent_version, resolved.queue, timezone.now()
+    )
+    objects = {
+        "case": resolved,
+        "delivery": Delivery.objects.get(),
+        "agent": resolved.agent,
+        "scope": scope,
+    }
     pages = MANAGER_PAGES | MANAGER_OBJECT_PAGES
     for name in sorted(n for n, method in pages.items() if method == "GET" and n not in DOWNLOADS):
         path = web_path(name, objects)
