@@ -183,7 +183,7 @@ def test_a_key_is_still_remembered_just_inside_24_hours(api):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_create_exactly_one_case(agent, refunds):
     _, raw = AgentKey.generate(agent)
-    threads_count = 8
+    threads_count = 20  # issue 10: twenty creates with one key at once
     barrier = threading.Barrier(threads_count)
     results: list = [None] * threads_count
 
