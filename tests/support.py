@@ -439,3 +439,34 @@ def at_once(calls: list[Callable[[], object]], timeout: float = 60) -> list[obje
     stuck = [index for index, thread in enumerate(threads) if thread.is_alive()]
     assert not stuck, f"calls {stuck} did not finish within {timeout} s (a deadlock or a hang)"
     return results
+
+
+def http_json(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    key: str = "",
+    body: dict | None = None,
+    headers: dict | None = None,
+    timeout: float = 20,
+) -> tuple[int, dict, dict]:
+    """One request to a server of the test's own: (status, JSON body or {}, headers)."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if key:
+        sent["Authorization"] = f"Bearer {key}"
+    try:
+        conn.request(
+            method, path, body=json.dumps(body) if body is not None else None, headers=sent
+        )
+        response = conn.getresponse()
+        raw = response.read()
+        answer_headers = {name.lower(): value for name, value in response.getheaders()}
+        is_json = answer_headers.get("content-type", "").startswith("application/json")
+        return response.status, json.loads(raw) if is_json and raw else {}, answer_headers
+    finally:
+        conn.close()
