@@ -1,5 +1,5 @@
 """Every manager page in a real browser: a manager opens each one (with resolved cases behind
-the charts and a dead delivery), a screenshot of each lands in
+the charts, a dead delivery and an autonomous scope with QA samples), a screenshot of each lands in
 test-artifacts/manager-<page>.png, and no page logs a console error or a CSP violation; a
 reviewer of the same team gets 403 on each."""
 
@@ -13,11 +13,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from escalation import rollups, transitions
+from escalation import autonomy, rollups, transitions
 from escalation.audit import Actor
 from escalation.models import Decision, Delivery, DeliveryStatus
+from tests.api.test_decisions import certify_cells
 from tests.browser.helpers import ConsoleWatch, screenshot, sign_in
 from tests.factories import make_case
+from tests.web.test_manage_autonomy import qa_sample
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,8 +38,9 @@ OUTCOMES = [
 ]
 
 
-def manager_pages() -> dict[str, tuple[str, str]]:
-    """{name: (path, heading)}; the SLA dashboard only once its route exists."""
+def manager_pages(scope=None) -> dict[str, tuple[str, str]]:
+    """{name: (path, heading)}; the SLA dashboard only once its route exists, and a scope's
+    page when given one."""
     pages = {
         "audit": ("/manage/audit/", "Audit log"),
         "reviewers": ("/manage/reviewers/", "Reviewers"),
@@ -48,6 +51,9 @@ def manager_pages() -> dict[str, tuple[str, str]]:
     }
     with contextlib.suppress(NoReverseMatch):
         pages["sla"] = (reverse("manage-sla"), "")
+    if scope is not None:
+        path = f"/manage/agents/{scope.agent.name}/scopes/{scope.pk}/"
+        pages["scope"] = (path, f"Autonomy of {scope.agent.name} v1 in Refunds")
     return pages
 
 
@@ -96,9 +102,24 @@ def history(agent, refunds, support, alice, bob):
     return cases
 
 
-def test_manager_opens_every_manager_page(page: Page, console: ConsoleWatch, mona, history) -> None:
+@pytest.fixture
+def scope(agent, refunds, alice, mona):
+    """refund-bot v1 in refunds, autonomous, with three QA samples judged (one wrong)."""
+    now = timezone.now()
+    found = autonomy.scope_for(agent, "v1", refunds, now - timedelta(days=20))
+    certify_cells(agent, refunds)
+    autonomy.promote(actor=Actor.for_user(mona), scope_id=found.pk, now=now - timedelta(days=15))
+    found.refresh_from_db()
+    for days, decision in ((5, "approve"), (3, "approve"), (1, "reject")):
+        qa_sample(found, alice, decision, judged_at=now - timedelta(days=days))
+    return found
+
+
+def test_manager_opens_every_manager_page(
+    page: Page, console: ConsoleWatch, mona, history, scope
+) -> None:
     sign_in(page, "mona")
-    for name, (path, heading) in manager_pages().items():
+    for name, (path, heading) in manager_pages(scope).items():
         response = page.goto(path)
         assert response is not None and response.status == 200, (name, response)
         if heading:
@@ -106,10 +127,10 @@ def test_manager_opens_every_manager_page(page: Page, console: ConsoleWatch, mon
         page.wait_for_load_state("networkidle")
         screenshot(page, f"manager-{name}.png")
     # The statistics pages draw their figures as inline SVG.
-    for name in ("reviewers", "agents", "calibration", "sla"):
-        page.goto(manager_pages()[name][0])
+    for name in ("reviewers", "agents", "calibration", "sla", "scope"):
+        page.goto(manager_pages(scope)[name][0])
         assert page.locator("svg").count() > 0, name
-        if name != "calibration":  # the calibration cells are always current
+        if name not in ("calibration", "scope"):  # these read no day rollup
             expect(page.get_by_text("Figures as of")).to_be_visible()
     page.goto("/manage/deliveries/")
     expect(page.get_by_text("HTTP 503 after 8 attempts")).to_be_visible()
@@ -117,8 +138,8 @@ def test_manager_opens_every_manager_page(page: Page, console: ConsoleWatch, mon
     assert console.csp_violations == []
 
 
-def test_reviewer_gets_403_on_every_manager_page(page: Page, alice, mona, history) -> None:
+def test_reviewer_gets_403_on_every_manager_page(page: Page, alice, mona, history, scope) -> None:
     sign_in(page, "alice")
-    for name, (path, _) in manager_pages().items():
+    for name, (path, _) in manager_pages(scope).items():
         response = page.goto(path)
         assert response is not None and response.status == 403, (name, response.status)

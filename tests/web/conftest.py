@@ -1,5 +1,6 @@
 """Fixtures of the reviewer UI tests: the fixed cast from tests/conftest.py, plus a reviewer of
-another team (lena, team legal only) and cases in the states the pages show differently."""
+another team (lena, team legal only), a manager of another team (lars, team legal only) and
+cases in the states the pages show differently."""
 
 from __future__ import annotations
 
@@ -34,6 +35,14 @@ def lena(legal):
     """A reviewer of team legal only: she must not reach ops cases by id."""
     user = UserFactory(username="lena")
     add_member(user, legal, Role.REVIEWER)
+    return user
+
+
+@pytest.fixture
+def lars(legal, compliance):
+    """A manager of team legal only: ops pages about one object are 404 to him."""
+    user = UserFactory(username="lars")
+    add_member(user, legal, Role.MANAGER)
     return user
 
 
