@@ -112,6 +112,23 @@ def _scope_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _issued_view(cert) -> dict[str, Any] | None:
+    """The certificate in force (a Certificate row), as shown."""
+    if cert is None:
+        return None
+    return {
+        "theta": _num(cert.theta, 2),
+        "n": cert.n,
+        "k": cert.k,
+        "upper_bound": _num(cert.upper_bound, 6),
+        "coverage": _pct(cert.coverage),
+        "alpha": cert.alpha,
+        "delta": cert.delta,
+        "epoch": cert.epoch,
+        "at": cert.created_at,
+    }
+
+
 def scope_rows(queue_ids, now: datetime) -> dict[int, list[dict[str, Any]]]:
     """{agent id: its scopes in these queues, ready to show} for the agents page."""
     by_agent: dict[int, list[dict[str, Any]]] = {}
@@ -197,11 +214,7 @@ def scope_page(request: HttpRequest, name: str, scope_id: int) -> HttpResponse:
             "budget": _budget_view(
                 autonomy_queries.error_budget(scope, now), scope.queue.autonomy_alpha
             ),
-            "certificate": scope.certificate,
-            "certificate_bound": _num(scope.certificate.upper_bound, 6)
-            if scope.certificate
-            else None,
-            "certificate_coverage": _pct(scope.certificate.coverage) if scope.certificate else None,
+            "certificate": _issued_view(scope.certificate),
             "evidence": _certificate_view(summary["certificate"]),
             "labels": summary["total"],
             "history": [_change_view(c) for c in autonomy_queries.history(scope)],
