@@ -36,6 +36,7 @@ CASE_PAGES = {  # /cases/<id>/...: 404 outside the person's queues
     "case-release": "POST",
     "case-heartbeat": "POST",
     "case-decide": "POST",
+    "case-verdict": "POST",
     "case-transfer": "POST",
 }
 MANAGER_PAGES = {
@@ -111,6 +112,7 @@ _CASE_TAILS = {
     "case-release": "release/",
     "case-heartbeat": "heartbeat/",
     "case-decide": "decide/",
+    "case-verdict": "verdict/",
     "case-transfer": "transfer/",
 }
 
