@@ -69,6 +69,13 @@ def test_an_autonomous_agent_loses_autonomy_when_its_qa_sample_is_judged_wrong(
     assert again.status_code == 201
     assert again.json()["route"] == "review" and again.json()["mode"] == "assisted"
 
+    # The manager sees it with its evidence: the mode, the fall-back and why, the QA outcome.
+    manager = signed_in(mona)
+    agents = manager.get("/manage/agents/").content.decode()
+    assert "Fell back: 28-day window test" in agents and "Assisted" in agents
+    detail = manager.get(f"/manage/agents/{agent.name}/scopes/{scope.pk}/").content.decode()
+    assert "Mode history" in detail and "1 of 1 QA samples wrong in 28 days" in detail
+
 
 def test_a_shadow_case_is_decided_blind_then_judged(api, agent, refunds, alice, mona):
     post_json(api, f"{API}/decisions", body())
