@@ -102,6 +102,12 @@ class Queue(models.Model):
             errors["lease_seconds"] = "a lease must last at least 10 seconds"
         if self.expire_after_seconds is not None and self.expire_after_seconds < 10:
             errors["expire_after_seconds"] = "the expiry horizon must be at least 10 seconds"
+        # The learning loop's budget: its CUSUM needs alpha well below a half (see
+        # escalation.autonomy_math.cusum_constants).
+        for field, top in (("autonomy_alpha", 0.4), ("autonomy_delta", 0.5)):
+            value = getattr(self, field)
+            if value is not None and not 0 < value <= top:
+                errors[field] = f"must be a number in (0, {top}]"
         if errors:
             raise ValidationError(errors)
 

@@ -339,3 +339,13 @@ def test_a_queue_that_allows_it_promotes_on_its_own(api, agent, refunds):
     assert scope.mode == Mode.AUTONOMOUS and scope.certificate.theta == pytest.approx(0.95)
     assert ModeChange.objects.get(scope=scope).actor_name == "system"
     assert tasks.sweep_autonomy() == 0
+
+
+@pytest.mark.parametrize(("field", "value"), [("autonomy_alpha", 0.6), ("autonomy_delta", 0.0)])
+def test_a_queues_error_budget_is_checked_when_saved(refunds, field, value):
+    from django.core.exceptions import ValidationError
+
+    setattr(refunds, field, value)
+    with pytest.raises(ValidationError) as refused:
+        refunds.clean()
+    assert field in refused.value.message_dict
