@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/handoff
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/11
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/12
 
-.PHONY: run test chromium install install-dev lock lint migrate seed clean
+.PHONY: run test soak chromium install install-dev lock lint migrate seed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ test: install-dev chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	HANDOFF_CHROMIUM="$$(command -v chromium)" \
 		$(BIN)/pytest -p no:cacheprovider -n 2 $(PYTEST_ARGS)
+
+# Not part of `make test`: ten minutes of steady load under faults (a worker killed every
+# minute, a flaky webhook receiver), then the invariants, printed; non-zero if one fails.
+# Needs the local PostgreSQL (database handoff_soak, re-created) and redis-server on PATH.
+soak: install-dev
+	$(BIN)/python bench/soak.py
 
 lint: install-dev
 	$(BIN)/ruff check .
