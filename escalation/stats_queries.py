@@ -28,6 +28,7 @@ from escalation.models import (
     Queue,
     ResolutionDayStat,
 )
+from escalation.models.autonomy import UNBIASED_SOURCES, LabelSource
 from escalation.models.cases import ACTIVE_STATUSES, PRIORITY_RANK
 from escalation.models.stats import Metric
 from escalation.queries import URGENCY_ORDER
@@ -180,6 +181,16 @@ def dead_deliveries(queue_ids, agent_ids=None) -> dict[int, int]:
     if agent_ids is not None:
         dead = dead.filter(agent_id__in=agent_ids)
     return dict(dead.order_by().values_list("agent_id").annotate(n=Count("pk")))
+
+
+# The label-source filter of an agent's calibration (the manager's page and the API): every
+# label, the unbiased ones (what a learning-loop certificate counts), or one source.
+LABEL_FILTERS = {
+    "": ("all labels", None),
+    "unbiased": ("unbiased: shadow, assisted and QA", UNBIASED_SOURCES),
+    **{source.value: (source.label, (source.value,)) for source in LabelSource},
+}
+LABEL_FILTER_ERROR = f"one of {', '.join(k for k in LABEL_FILTERS if k)}, or empty"
 
 
 def calibration_counts(

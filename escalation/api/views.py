@@ -467,6 +467,7 @@ class CalibrationSerializer(serializers.Serializer):
     agent = serializers.CharField()
     queue = serializers.CharField(allow_null=True)
     agent_version = serializers.CharField(allow_null=True)
+    source = serializers.CharField(allow_null=True, help_text="the label-source filter, if any")
     alpha = serializers.FloatField()
     delta = serializers.FloatField()
     note = serializers.CharField()
@@ -495,6 +496,13 @@ class Calibration(APIView):
             OpenApiParameter("queue", str, description="queue slug"),
             OpenApiParameter("agent_version", str, description="only this agent_version's cases"),
             OpenApiParameter(
+                "source",
+                str,
+                enum=[key for key in stats_queries.LABEL_FILTERS if key],
+                description="only these labels: unbiased (shadow, assisted, QA) or one source; "
+                "default every label",
+            ),
+            OpenApiParameter(
                 "alpha",
                 LEVEL,
                 description=f"error budget, {_LEVEL_FLOOR:g} to 0.5; "
@@ -514,20 +522,30 @@ class Calibration(APIView):
         errors: dict[str, str] = {}
         alpha = _parse_level(params, "alpha", calibration.DEFAULT_ALPHA, errors)
         delta = _parse_level(params, "delta", calibration.DEFAULT_DELTA, errors)
+        source = params.get("source") or ""
+        if source not in stats_queries.LABEL_FILTERS:
+            errors["source"] = stats_queries.LABEL_FILTER_ERROR
         if errors:
-            raise ApiError(
-                400, "invalid", "alpha and delta must be numbers in (0, 0.5]", fields=errors
+            message = (
+                "alpha and delta must be numbers in (0, 0.5]"
+                if "source" not in errors
+                else "alpha, delta or source is not valid"
             )
+            raise ApiError(400, "invalid", message, fields=errors)
         queue = params.get("queue") or None
         version = params.get("agent_version") or None
         queue_ids = None if queue is None else Queue.objects.filter(slug=queue).values("pk")
-        counts = stats_queries.calibration_counts(queue_ids, request.user.pk, version)
+        sources = stats_queries.LABEL_FILTERS[source][1]
+        counts = stats_queries.calibration_counts(
+            queue_ids, request.user.pk, version, sources=sources
+        )
         summary = calibration.summarize_grid(counts, alpha, delta)
         return Response(
             {
                 "agent": request.user.name,
                 "queue": queue,
                 "agent_version": version,
+                "source": source or None,
                 "alpha": alpha,
                 "delta": delta,
                 "note": CALIBRATION_NOTE,

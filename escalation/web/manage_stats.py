@@ -29,8 +29,7 @@ from accounts import permissions
 from escalation import calibration, charts, rollups, stats_queries
 from escalation.api.errors import error_response
 from escalation.api.views import CALIBRATION_NOTE, _parse_level
-from escalation.models import Agent, CalibrationCell, LabelSource
-from escalation.models.autonomy import UNBIASED_SOURCES
+from escalation.models import Agent, CalibrationCell
 from escalation.web.manage_views import _require_manager
 
 PAGE_NOTE = (
@@ -171,23 +170,14 @@ def _certificate_view(cert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The label-source filter of one agent's calibration: every label, the unbiased ones (what a
-# certificate of the learning loop counts), or one source.
-LABEL_FILTERS = {
-    "": ("all labels", None),
-    "unbiased": ("unbiased: shadow, assisted and QA", UNBIASED_SOURCES),
-    **{source.value: (source.label, (source.value,)) for source in LabelSource},
-}
-
-
 def _label_filter(request: HttpRequest, errors: dict[str, str]) -> tuple[str, Any, str | None]:
     """(the `source` parameter, the label sources it keeps or None, the `version` or None)."""
     source = request.GET.get("source", "")
-    if source not in LABEL_FILTERS:
-        errors["source"] = f"one of {', '.join(k for k in LABEL_FILTERS if k)}, or empty"
+    if source not in stats_queries.LABEL_FILTERS:
+        errors["source"] = stats_queries.LABEL_FILTER_ERROR
         source = ""
     version = request.GET.get("version") or None  # empty: every version
-    return source, LABEL_FILTERS[source][1], version
+    return source, stats_queries.LABEL_FILTERS[source][1], version
 
 
 def _summary(
@@ -354,7 +344,9 @@ def agent_calibration(request: HttpRequest, name: str) -> HttpResponse:
             "raw_alpha": request.GET.get("alpha", ""),
             "raw_delta": request.GET.get("delta", ""),
             "source": source,
-            "label_filters": [(key, title) for key, (title, _) in LABEL_FILTERS.items()],
+            "label_filters": [
+                (key, title) for key, (title, _) in stats_queries.LABEL_FILTERS.items()
+            ],
             "version": version,
             "versions": CalibrationCell.objects.filter(agent=agent)
             .order_by("agent_version")

@@ -349,8 +349,32 @@ def test_the_schema_documents_the_operation():
         "alpha",
         "delta",
         "agent_version",
+        "source",
     }
     assert {"200", "400", "401", "405"} <= set(operation["responses"])
     properties = schema["components"]["schemas"]["Calibration"]["properties"]
     assert {"agent", "queue", "alpha", "delta", "note", "bands", "ece", "brier"} <= set(properties)
     assert "certificate" in properties
+
+
+def test_the_label_source_filter(api, agent, refunds, alice):
+    from escalation.models import CalibrationCell
+
+    resolved(agent, refunds, alice, 0.9)  # an escalated label
+    CalibrationCell.objects.create(
+        agent=agent,
+        queue=refunds,
+        source="qa",
+        g=90,
+        n=3,
+        approved=3,
+        sum_c=2.7,
+        sum_c2=2.43,
+        sum_c_approved=2.7,
+        min_c=0.9,
+    )
+    assert api.get(CALIBRATION).json()["total"] == 4
+    unbiased = api.get(f"{CALIBRATION}?source=unbiased").json()
+    assert unbiased["total"] == 3 and unbiased["source"] == "unbiased"
+    assert api.get(f"{CALIBRATION}?source=escalated").json()["total"] == 1
+    assert_error(api.get(f"{CALIBRATION}?source=guess"), 400, "invalid")

@@ -15,6 +15,7 @@ from tests.api.test_decisions import body, certify_cells, key_drawn
 
 pytestmark = pytest.mark.django_db
 
+
 @pytest.fixture
 def api(agent, refunds):
     return client_for(agent)
