@@ -470,3 +470,13 @@ def http_json(
         return response.status, json.loads(raw) if is_json and raw else {}, answer_headers
     finally:
         conn.close()
+
+
+def events_per_case(verb: str) -> dict:
+    """{case id: how many `verb` audit events it has}, for "exactly once" checks."""
+    from escalation.models import AuditEvent
+
+    counts: dict = {}
+    for case_id in AuditEvent.objects.filter(verb=verb).values_list("escalation_id", flat=True):
+        counts[case_id] = counts.get(case_id, 0) + 1
+    return counts

@@ -17,18 +17,11 @@ from escalation import audit
 from escalation.models import AuditEvent, Delivery, DeliveryStatus, Escalation, Status
 from tests.delivery.receiver import Receiver, Reply
 from tests.factories import QueueFactory, make_case
-from tests.support import wait_until
+from tests.support import events_per_case, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CASES, HOOKED = 200, 30
-
-
-def per_case(verb: str) -> dict:
-    counts: dict = {}
-    for case_id in AuditEvent.objects.filter(verb=verb).values_list("escalation_id", flat=True):
-        counts[case_id] = counts.get(case_id, 0) + 1
-    return counts
 
 
 def test_a_worker_killed_mid_sweep_and_mid_delivery_leaves_nothing_undone_or_done_twice(
@@ -86,15 +79,15 @@ def test_a_worker_killed_mid_sweep_and_mid_delivery_leaves_nothing_undone_or_don
         assert wait_until(lambda: succeeded.count() == HOOKED, timeout=30, interval=0.25)
         time.sleep(2)  # further sweeps and re-drives change nothing
 
-        assert per_case("escalation.expired") == dict.fromkeys(ids, 1)
-        assert per_case("escalation.routed") == dict.fromkeys(ids, 1)
+        assert events_per_case("escalation.expired") == dict.fromkeys(ids, 1)
+        assert events_per_case("escalation.routed") == dict.fromkeys(ids, 1)
         moves = AuditEvent.objects.filter(verb__startswith="escalation.").exclude(
             verb__in=["escalation.created", "escalation.routed", "escalation.expired"]
         )
         assert not moves.exists(), list(moves.values_list("verb", flat=True))
         deliveries = dict(Delivery.objects.values_list("webhook_id", "escalation_id"))
         assert len(deliveries) == HOOKED
-        assert per_case("delivery.succeeded") == dict.fromkeys(set(deliveries.values()), 1)
+        assert events_per_case("delivery.succeeded") == dict.fromkeys(set(deliveries.values()), 1)
         sent = [request.webhook_id for request in receiver.received()]
         assert set(sent) == set(deliveries)
         # At-least-once: an attempt the kill cut short is sent again (same webhook-id); only

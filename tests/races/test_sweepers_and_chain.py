@@ -18,7 +18,7 @@ from escalation.audit import Actor
 from escalation.models import AuditChainHead, AuditEvent, Delivery, DeliveryStatus, Escalation
 from tests.delivery.receiver import Receiver
 from tests.factories import QueueFactory, make_case
-from tests.support import at_once
+from tests.support import at_once, events_per_case
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,13 +28,6 @@ def receiver():
     receiver = Receiver((200,)).start()
     yield receiver
     receiver.stop()
-
-
-def verb_counts(verb: str) -> dict:
-    counts: dict = {}
-    for case_id in AuditEvent.objects.filter(verb=verb).values_list("escalation_id", flat=True):
-        counts[case_id] = counts.get(case_id, 0) + 1
-    return counts
 
 
 def test_two_sweepers_return_each_lease_expire_each_case_and_send_each_webhook_once(
@@ -70,8 +63,8 @@ def test_two_sweepers_return_each_lease_expire_each_case_and_send_each_webhook_o
     assert all(isinstance(result, tuple) for result in swept), swept
     assert sum(leases for leases, _ in swept) == 20
     assert sum(expiries for _, expiries in swept) == 20
-    assert verb_counts("escalation.lease_expired") == {c.pk: 1 for c in leased}
-    assert verb_counts("escalation.expired") == {c.pk: 1 for c in expiring}
+    assert events_per_case("escalation.lease_expired") == {c.pk: 1 for c in leased}
+    assert events_per_case("escalation.expired") == {c.pk: 1 for c in expiring}
     deliveries = list(Delivery.objects.values_list("pk", "escalation_id"))
     assert sorted(case_id for _, case_id in deliveries) == sorted(c.pk for c in expiring)
 
@@ -87,7 +80,7 @@ def test_two_sweepers_return_each_lease_expire_each_case_and_send_each_webhook_o
     sent = [request.webhook_id for request in receiver.received()]
     assert sorted(sent) == sorted(Delivery.objects.values_list("webhook_id", flat=True))
     assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 20
-    assert verb_counts("delivery.succeeded") == {c.pk: 1 for c in expiring}
+    assert events_per_case("delivery.succeeded") == {c.pk: 1 for c in expiring}
     assert audit.verify_chain().ok
 
 

@@ -10,42 +10,28 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 
 from escalation import transitions
 from escalation.models import AgentKey
 from tests.factories import make_case
-from tests.support import database_url_of_tests, wait_until
+from tests.support import WebServer, database_url_of_tests, forget_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 WAITERS = 20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def server():
+def server(tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
-    port = _free_port()
     url = database_url_of_tests("handoff-longpoll-test")
     # Its routing tasks go to a queue of this test's own, deleted afterwards: nothing consumes it.
     task_queue = f"handoff-test-{uuid.uuid4().hex[:10]}"
@@ -59,41 +45,12 @@ def server():
         "REDIS_URL": settings.REDIS_URL,
         "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
     }
-    bin_dir = Path(sys.executable).parent
-    process = subprocess.Popen(
-        [
-            str(bin_dir / "gunicorn"),
-            "handoff.asgi:application",
-            "-k",
-            "uvicorn_worker.UvicornWorker",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "1",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-    def up() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
+    web = WebServer(env=env, log_path=tmp_path / "web.log")
     try:
-        assert wait_until(up, timeout=30), "server did not start"
-        yield port
+        yield web.start().port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-        for key in broker.scan_iter(match=f"*{task_queue}*"):
-            broker.delete(key)
+        web.stop()
+        forget_queue(settings.CELERY_BROKER_URL, task_queue)
 
 
 def server_connections() -> int:
