@@ -22,7 +22,7 @@ def terminate_web_connections() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = 'handoff-fault-web'"
+            " WHERE application_name = 'handoff-fault-web' AND datname = current_database()"
         )
         return cursor.fetchone()[0]
 
