@@ -50,6 +50,8 @@ CSV_COLUMNS = (
     "reason",
     "context",
     "metadata",
+    "label_source",
+    "verdict",
 )
 # Cells holding canonical JSON. Valid JSON cannot carry a spreadsheet formula (only a bare
 # number may start with "-"), so these are written as is and always round-trip.
@@ -117,6 +119,8 @@ def csv_row(case: Escalation) -> list[str]:
         "reason": record["input"]["reason"],
         "context": record["input"]["context"],
         "metadata": record["input"]["metadata"],
+        "label_source": record["label_source"],
+        "verdict": record["verdict"],
     }
     return [
         canonical_json(values[name]) if name in CSV_JSON_COLUMNS else neutralise(values[name] or "")

@@ -210,6 +210,10 @@ class LabelSerializer(serializers.Serializer):
             "final_action": resolution.final_action,
             "labels": resolution.labels,
             "note": resolution.note,
+            # The learning loop: how the case reached people (escalated, shadow, assisted, qa)
+            # and, for a shadow case, the verdict on the hidden proposal — its real label.
+            "label_source": case.label_source,
+            "verdict": resolution.verdict or None,
             "reviewer": resolution.resolved_by.username,
             "resolved_at": serializers.DateTimeField().to_representation(resolution.resolved_at),
         }
