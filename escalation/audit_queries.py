@@ -58,6 +58,15 @@ KNOWN_VERBS = [
     "delivery.redelivered",
     "agent.key_created",
     "agent.key_revoked",
+    "escalation.verdict_recorded",
+    "policy.decided",
+    "autonomy.promoted",
+    "autonomy.mode_set",
+    "autonomy.amber",
+    "autonomy.fell_back.window",
+    "autonomy.fell_back.cusum",
+    "autonomy.fell_back.critical",
+    "autonomy.fell_back.kill_switch",
 ]
 
 
