@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/handoff
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/11
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/12
 
-.PHONY: run test soak chromium install install-dev lock lint migrate seed clean
+.PHONY: run test soak chromium install install-dev lock lint migrate seed clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ test: install-dev chromium
 # Needs the local PostgreSQL (database handoff_soak, re-created) and redis-server on PATH.
 soak: install-dev
 	$(BIN)/python bench/soak.py
+
+# Not part of `make test`: the benchmark suite on the local PostgreSQL (its own database) and a
+# redis-server of its own; rewrites its section of bench/RESULTS.md. BENCH_ARGS=--quick is small.
+bench: install-dev
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

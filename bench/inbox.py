@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import fresh_schema, median_ms, team_with_queues, use_database  # noqa: E402
 
 DB = "handoff_bench_inbox"
-use_database(DB)
 
 
 def insert_cases(agent, queues, count: int, start: int) -> None:
@@ -77,12 +76,17 @@ def insert_cases(agent, queues, count: int, start: int) -> None:
         Escalation.objects.bulk_create(batch)
 
 
-def run_suite(client, repeat: int) -> dict:
-    # Follow "Next page" 10 times to reach a deep keyset page.
+def deep_page(client, pages: int = 10) -> str:
+    """The URL reached by following "Next page" `pages` times from the first inbox page."""
     url = "/inbox/"
-    for _ in range(10):
+    for _ in range(pages):
         match = re.search(r'href="\?(after=[^"]+)"', client.get(url).content.decode())
         url = f"/inbox/?{match.group(1).replace('&amp;', '&')}"
+    return url
+
+
+def run_suite(client, repeat: int) -> dict:
+    url = deep_page(client)
     htmx = {"HX-Request": "true", "HX-Target": "case-list"}
     result = {
         "first_page_ms": median_ms(client, "/inbox/", repeat),
@@ -101,6 +105,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
+    use_database(DB)
     fresh_schema(DB)
     from django.contrib.auth.models import User
     from django.db import connection
