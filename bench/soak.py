@@ -131,7 +131,6 @@ def main() -> int:
     from escalation.models import (
         Agent,
         AgentKey,
-        AuditEvent,
         Delivery,
         DeliveryStatus,
         Escalation,
@@ -140,7 +139,14 @@ def main() -> int:
     )
     from escalation.models.cases import TERMINAL_STATUSES
     from tests.delivery.receiver import Receiver, Reply
-    from tests.support import CeleryWorker, RedisServer, WebServer, http_json, worker_env
+    from tests.support import (
+        CeleryWorker,
+        RedisServer,
+        WebServer,
+        events_per_case,
+        http_json,
+        worker_env,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="handoff-soak-"))
     print(f"soak: {SECONDS} s, {RATE}/s, {REVIEWERS} reviewers, logs in {work}", flush=True)
@@ -297,10 +303,7 @@ def main() -> int:
     stale_lease = now - timedelta(seconds=10)  # a sweep runs every 2 s
 
     def counts(verb: str) -> dict:
-        result: dict = {}
-        for case_id in AuditEvent.objects.filter(verb=verb).values_list("escalation_id", flat=True):
-            result[str(case_id)] = result.get(str(case_id), 0) + 1
-        return result
+        return {str(case_id): n for case_id, n in events_per_case(verb).items()}
 
     resolved = {cid for cid, case in by_id.items() if case["status"] == "resolved"}
     resolved_deliveries = dict(

@@ -108,6 +108,15 @@ def perform(item_id: int, *, now: datetime | None = None) -> str:
     return "done"
 
 
+def resent(item_ids: Sequence[int], now: datetime) -> None:
+    """Leave items the re-drive has just sent to their worker for a while before sending them
+    again. Re-sent every run instead, a backlog that outlasts the re-drive period grew by a
+    message per item per run, faster than workers skip them (make soak found it)."""
+    OutboxItem.objects.filter(pk__in=item_ids, done_at__isnull=True, available_at__lte=now).update(
+        available_at=now + timedelta(seconds=settings.HANDOFF_OUTBOX_RESEND_SECONDS)
+    )
+
+
 def due_items(now: datetime, limit: int) -> list[int]:
     """Ids of undone items whose after-commit send had its chance and that nobody holds."""
     grace = timedelta(seconds=settings.HANDOFF_OUTBOX_GRACE_SECONDS)

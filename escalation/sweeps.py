@@ -22,12 +22,13 @@ BATCH = 500
 def redrive_outbox(now: datetime | None = None, limit: int = BATCH) -> int:
     """Re-send undone outbox items (broker was down, worker died); returns how many were sent."""
     now = now or timezone.now()
-    sent = 0
+    sent: list[int] = []
     for item_id in outbox.due_items(now, limit):
         if not outbox.send(item_id):
             break  # broker still down: the next run tries again
-        sent += 1
-    return sent
+        sent.append(item_id)
+    outbox.resent(sent, now)
+    return len(sent)
 
 
 def forget_idempotency_keys(now: datetime | None = None, limit: int = 5000) -> int:

@@ -305,6 +305,9 @@ HANDOFF_QA_SECRET = env_str("HANDOFF_QA_SECRET", "")
 HANDOFF_STATS_REFRESH_SECONDS = env_int("HANDOFF_STATS_REFRESH_SECONDS", 30, minimum=1)
 # Outbox rows younger than this are left to their after-commit send before being re-driven.
 HANDOFF_OUTBOX_GRACE_SECONDS = env_int("HANDOFF_OUTBOX_GRACE_SECONDS", 10, minimum=0)
+# An item the re-drive sent is sent again only after this, if still undone (its message was
+# lost with the broker, or its worker died).
+HANDOFF_OUTBOX_RESEND_SECONDS = env_int("HANDOFF_OUTBOX_RESEND_SECONDS", 60, minimum=1)
 HANDOFF_WEBHOOK_ALLOWED_HOSTS = env_list("HANDOFF_WEBHOOK_ALLOWED_HOSTS", [])
 # 30s, 2m, 10m, 30m, 1h, 2h, 4h, 6h, then every 6h: 26h40m in all, past the spec's 24 h.
 HANDOFF_WEBHOOK_RETRY_SCHEDULE = env_durations(
