@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import sys
@@ -51,8 +52,14 @@ def run_threads(worker, concurrency: int, seconds: float, units: int) -> dict:
 
     def loop() -> None:
         own, own_errors = [], {}
-        step = worker()
-        barrier.wait()
+        try:
+            step = worker()
+            barrier.wait(timeout=60)
+        except Exception as exc:  # noqa: BLE001 - no connection (max_connections): reported
+            with lock:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            barrier.abort()
+            return
         while time.perf_counter() < deadline[0]:
             started = time.perf_counter()
             try:
@@ -73,7 +80,8 @@ def run_threads(worker, concurrency: int, seconds: float, units: int) -> dict:
         thread.start()
     deadline[0] = time.perf_counter() + seconds
     started = time.perf_counter()
-    barrier.wait()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=60)
     for thread in threads:
         thread.join(timeout=seconds + 60)
     return summary(latencies, time.perf_counter() - started, errors, units)

@@ -84,6 +84,9 @@ class Bench:
             HANDOFF_LOG_LEVEL="WARNING",
             HANDOFF_VAR_DIR=str(self.workdir),
             HANDOFF_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+            # The machine's PostgreSQL (max_connections 100) is shared with other test runs;
+            # a uvicorn worker runs sync views one at a time, so 4 per process is plenty.
+            DATABASE_POOL_MAX_SIZE="4",
         )
         env.update(extra)
         return env

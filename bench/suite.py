@@ -87,7 +87,8 @@ def add_open_cases(bench: Bench, queue_ids: list[int], count: int, agent=None) -
 
     from escalation.models import Escalation
 
-    first = bench.next_case = getattr(bench, "next_case", 10**9) + count
+    first = getattr(bench, "next_case", 10**9)  # external ids t-<n> of this run's own
+    bench.next_case = first + count
     with connection.cursor() as cursor:
         harness.insert_open_cases(cursor, (agent or bench.agent).pk, queue_ids, first, count)
     external = [f"t-{g}" for g in range(first, first + count)]
