@@ -23,6 +23,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from escalation.locks import lock_row
 from escalation.models.audit import ActorKind, AuditChainHead, AuditEvent, AuditVerification
 
 checkpoint_log = logging.getLogger("handoff.audit")
@@ -138,16 +139,18 @@ def record_many(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.record() must run inside the transaction of its change")
     now = now or timezone.now()
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    # A plain FOR UPDATE: nothing points at the head row.
+    head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
     if head is None:
         # First event ever: create the head row; a concurrent creator loses on the primary key
         # and retries the lock below.
         AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
+        head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
+    seq, prev_hash = head
     events = []
     for case, queue, data in subjects:
         event = AuditEvent(
-            seq=head.seq + 1,
+            seq=seq + 1,
             created_at=now,
             actor_kind=actor.kind,
             actor_user=actor.user,
@@ -157,13 +160,13 @@ def record_many(
             escalation=case,
             queue=case.queue if queue is None and case is not None else queue,
             data=json.loads(canonical_json(data or {})),  # store exactly what was hashed
-            prev_hash=head.hash,
+            prev_hash=prev_hash,
         )
         event.hash = hash_of(event)
-        head.seq, head.hash = event.seq, event.hash
+        seq, prev_hash = event.seq, event.hash
         events.append(event)
     AuditEvent.objects.bulk_create(events)
-    head.save(update_fields=["seq", "hash"])
+    AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=prev_hash)
     return events
 
 

@@ -41,22 +41,22 @@ def enqueue(kind: str, *, case=None, payload: dict | None = None) -> OutboxItem:
 
 
 def enqueue_many(kind: str, *, cases: Sequence, payload: dict | None = None) -> list[OutboxItem]:
-    """One item per case in one INSERT; each rings its own doorbell once the transaction
-    commits, as a single enqueue would."""
+    """One item per case in one INSERT, and one doorbell for them all once the transaction
+    commits (a batch of a hundred cases is one Celery message, not a hundred)."""
     if kind not in _handlers():
         raise ValueError(f"unknown outbox kind {kind!r}")
     items = OutboxItem.objects.bulk_create(
         [OutboxItem(kind=kind, escalation=case, payload=payload or {}) for case in cases]
     )
-    for item in items:
-        transaction.on_commit(lambda pk=item.pk: send(pk))
+    ids = [item.pk for item in items]
+    transaction.on_commit(lambda: send(*ids))
     return items
 
 
-def ring(task, row_id: int) -> bool:
-    """Send a row's id to a Celery task: the doorbell for work already recorded in the
-    database. False (logged, never raised) when the broker is unreachable; the periodic
-    re-drive sends it again."""
+def ring(task, row_id) -> bool:
+    """Send a row's id (or a list of ids) to a Celery task: the doorbell for work already
+    recorded in the database. False (logged, never raised) when the broker is unreachable;
+    the periodic re-drive sends it again."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         task.apply(args=[row_id])
         return True
@@ -68,11 +68,13 @@ def ring(task, row_id: int) -> bool:
     return True
 
 
-def send(item_id: int) -> bool:
-    """Hand one outbox item to Celery (see ring)."""
-    from escalation.tasks import run_outbox_item
+def send(*item_ids: int) -> bool:
+    """Hand outbox items to Celery (see ring): one message, whatever their number."""
+    from escalation.tasks import run_outbox_item, run_outbox_items
 
-    return ring(run_outbox_item, item_id)
+    if len(item_ids) == 1:
+        return ring(run_outbox_item, item_ids[0])
+    return ring(run_outbox_items, list(item_ids))
 
 
 def perform(item_id: int, *, now: datetime | None = None) -> str:

@@ -1,9 +1,10 @@
 """Periodic sweeps, each in bounded batches so one run never holds the database for long.
 
 Each reads only the cases coming due through a partial index (its cost follows the number
-due, not the number open), then hands every case to its own transition, which locks the row
+due, not the number open), then hands the cases to their transition, which locks the rows
 and re-checks: two sweepers racing, or a sweep re-run after a killed worker, change nothing
-twice."""
+twice. Breaches are recorded a batch per transaction; the other sweeps, a case per
+transaction (each leads to more work: routing, notifications, deliveries)."""
 
 from __future__ import annotations
 
@@ -50,13 +51,11 @@ def sweep_breaches(now: datetime | None = None, limit: int = BATCH) -> int:
     missed_resolve = Escalation.objects.filter(
         status__in=ACTIVE_STATUSES, resolve_breached_at__isnull=True, resolve_due_at__lte=now
     ).order_by("resolve_due_at")
-    case_ids = dict.fromkeys(
-        [
-            *missed_claim.values_list("pk", flat=True)[:limit],
-            *missed_resolve.values_list("pk", flat=True)[:limit],
-        ]
-    )
-    return sum(len(transitions.record_breaches(case_id=case_id, now=now)) for case_id in case_ids)
+    case_ids = {
+        *missed_claim.values_list("pk", flat=True)[:limit],
+        *missed_resolve.values_list("pk", flat=True)[:limit],
+    }
+    return transitions.record_breaches(case_ids=case_ids, now=now)
 
 
 def sweep_leases(now: datetime | None = None, limit: int = BATCH) -> int:

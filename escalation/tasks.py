@@ -15,6 +15,12 @@ def run_outbox_item(item_id: int) -> str:
     return outbox.perform(item_id)
 
 
+@shared_task(name="escalation.tasks.run_outbox_items", ignore_result=True)
+def run_outbox_items(item_ids: list[int]) -> list[str]:
+    """The doorbell of a batch: its items, one after another (each as run_outbox_item)."""
+    return [outbox.perform(item_id) for item_id in item_ids]
+
+
 @shared_task(name="escalation.tasks.deliver_webhook", ignore_result=True)
 def deliver_webhook(delivery_id: int) -> str:
     return delivery.attempt(delivery_id)

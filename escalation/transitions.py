@@ -14,6 +14,7 @@ only after commit.
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.utils import timezone
 from accounts import permissions
 from escalation import audit, delivery, labels, outbox, queries, rollups, routing, sla, wakeups
 from escalation.audit import Actor, content_hash
+from escalation.locks import lock_row
 from escalation.models import (
     ContextUpdate,
     Decision,
@@ -205,11 +207,18 @@ def _check_priority(priority: str) -> None:
 # --- transitions -----------------------------------------------------------------------------
 
 
-def create(*, actor: Actor, agent, now: datetime | None = None, **fields: Any) -> Escalation:
-    """A new open case (`fields` as Intake.add); routing runs after commit (the case is
-    visible before)."""
-    with transaction.atomic():
-        intake = Intake(actor=actor, agent=agent, now=now)
+def create(
+    *, actor: Actor, agent, now: datetime | None = None, checked_queues=(), **fields: Any
+) -> Escalation:
+    """A new open case (`fields` as Intake.add, `checked_queues` as Intake); routing runs
+    after commit (the case is visible before)."""
+    # Inside a caller's transaction (the API's idempotency ledger) no savepoint, which costs
+    # two round trips: add() refuses before it writes, and a failed save() fails the caller's
+    # transaction as a whole. atomic(savepoint=False) would instead mark the caller's
+    # transaction for rollback on a refusal too.
+    in_transaction = transaction.get_connection().in_atomic_block
+    with nullcontext() if in_transaction else transaction.atomic():
+        intake = Intake(actor=actor, agent=agent, now=now, checked_queues=checked_queues)
         case = intake.add(**fields)
         intake.save()
     return case
@@ -221,12 +230,16 @@ class Intake:
     Use it inside one transaction. add() decides each case at once, in order: the priority,
     the queue, and the open-case cap, counting the cases added before it (the first add takes
     the agent's row lock). Nothing is written until save(), which inserts the cases, their
-    `escalation.created` events and their routing jobs in three statements. A refused add()
+    routing jobs and their `escalation.created` events in three statements. A refused add()
     raises TransitionError and leaves the others as they were, so a batch needs no savepoint
     per case.
     """
 
-    def __init__(self, *, actor: Actor, agent, now: datetime | None = None) -> None:
+    def __init__(
+        self, *, actor: Actor, agent, now: datetime | None = None, checked_queues=()
+    ) -> None:
+        """`checked_queues`: queues the caller has just read from agent.allowed_queues(), so
+        the agent may post to them without asking the database again."""
         self.actor = actor
         self.agent = agent
         self.now = now or timezone.now()
@@ -234,6 +247,12 @@ class Intake:
         self._open_cases: int | None = None
         self._may_post: dict[int, bool] = {}
         self._saved = False
+        for queue in checked_queues:
+            self.allow(queue)
+
+    def allow(self, queue: Queue) -> None:
+        """The caller has just read `queue` from agent.allowed_queues(): add() need not ask."""
+        self._may_post[queue.pk] = True
 
     def add(
         self,
@@ -267,7 +286,7 @@ class Intake:
             # foreign-key checks of rows that point at the agent, which PostgreSQL runs at
             # commit, after the chain head is taken: a create waiting for the head and a commit
             # holding it (an event whose actor is this agent) then deadlocked.
-            type(agent).objects.select_for_update(no_key=True).filter(pk=agent.pk).first()
+            lock_row(type(agent), agent.pk)
             self._open_cases = Escalation.objects.filter(
                 agent=agent, status__in=ACTIVE_STATUSES
             ).count()
@@ -310,6 +329,9 @@ class Intake:
         if not self.cases:
             return []
         Escalation.objects.bulk_create(self.cases)
+        # The audit events last: the chain head, which every writer waits for, is then held
+        # only for their INSERT and the commit.
+        outbox.enqueue_many("route", cases=self.cases)
         audit.record_many(
             actor=self.actor,
             verb="escalation.created",
@@ -331,7 +353,6 @@ class Intake:
                 for case in self.cases
             ],
         )
-        outbox.enqueue_many("route", cases=self.cases)
         return self.cases
 
 
@@ -400,20 +421,62 @@ def route(*, case_id, now: datetime | None = None) -> Escalation:
     return case
 
 
-def record_breaches(*, case_id, now: datetime | None = None) -> list[str]:
-    """Flag and audit each target the case has missed and not yet recorded ('claim',
-    'resolve'). Under the row lock, with the flag re-checked, a racing sweeper or a second run
-    records nothing."""
+def record_breaches(*, case_ids, now: datetime | None = None) -> int:
+    """Flag and audit each target these cases have missed and not yet recorded; returns how
+    many were recorded. One transaction for them all, one lock of the chain head and two
+    INSERTs of events (a sweep of 500 breaches costs about what one did). Cases another
+    transaction holds are skipped, not waited for: the next sweep takes them, and a claim or
+    decision holding one records its missed targets itself. Under the row locks, with the
+    flags re-checked, a racing sweeper or a second run records nothing."""
     now = now or timezone.now()
     with transaction.atomic():
-        case = _lock(case_id)
-        kinds = _record_missed_targets(case, now)
-        if kinds:
-            _save(case, now)
-    return kinds
+        # Locked alone, then read with the queue (see _lock); in key order, so two sweepers
+        # never wait on each other in a cycle.
+        locked = Escalation.objects.select_for_update(no_key=True, skip_locked=True).filter(
+            pk__in=list(case_ids)
+        )
+        ids = list(locked.order_by("pk").values_list("pk", flat=True))
+        flagged = []
+        events: dict[str, list] = {"claim": [], "resolve": []}
+        for case in Escalation.objects.select_related("queue").filter(pk__in=ids):
+            missed = _flag_missed_targets(case, now)
+            if missed:
+                case.updated_at = now
+                flagged.append(case)
+            for kind, data in missed:
+                events[kind].append((case, None, data))
+        Escalation.objects.bulk_update(flagged, BREACH_FIELDS)
+        for kind, subjects in events.items():
+            if subjects:
+                audit.record_many(
+                    actor=Actor.system(), verb=f"sla.{kind}_breached", subjects=subjects, now=now
+                )
+    return sum(len(subjects) for subjects in events.values())
+
+
+# What _flag_missed_targets may change on a case.
+BREACH_FIELDS = [
+    "claim_breached_at",
+    "resolve_breached_at",
+    "priority",
+    "priority_rank",
+    "updated_at",
+]
 
 
 def _record_missed_targets(case: Escalation, now: datetime) -> list[str]:
+    """Flag and audit the case's missed targets (inside a transition of the locked case)."""
+    missed = _flag_missed_targets(case, now)
+    for kind, data in missed:
+        audit.record(
+            actor=Actor.system(), verb=f"sla.{kind}_breached", case=case, now=now, data=data
+        )
+    return [kind for kind, _ in missed]
+
+
+def _flag_missed_targets(case: Escalation, now: datetime) -> list[tuple[str, dict]]:
+    """Set the flag of each target the case has missed and not yet recorded ('claim',
+    'resolve'), raise its priority if its queue says so; (kind, audit data) for each."""
     kinds = []
     if (
         case.status == Status.OPEN
@@ -437,22 +500,18 @@ def _record_missed_targets(case: Escalation, now: datetime) -> list[str]:
         raised_from = case.priority
         case.priority = RAISED_PRIORITY[case.priority]
         case.priority_rank = PRIORITY_RANK[case.priority]
+    missed = []
     for kind in kinds:
         due = case.claim_due_at if kind == "claim" else case.resolve_due_at
-        audit.record(
-            actor=Actor.system(),
-            verb=f"sla.{kind}_breached",
-            case=case,
-            now=now,
-            data={
-                "due_at": due.isoformat(),
-                "status": case.status,
-                "priority": case.priority,
-                "raised_from": raised_from,
-            },
-        )
+        data = {
+            "due_at": due.isoformat(),
+            "status": case.status,
+            "priority": case.priority,
+            "raised_from": raised_from,
+        }
+        missed.append((kind, data))
         raised_from = None  # recorded once
-    return kinds
+    return missed
 
 
 def _take_claim(case: Escalation, actor: Actor, now: datetime) -> Escalation:

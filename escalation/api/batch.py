@@ -135,7 +135,9 @@ def create_batch(agent: Agent, items: list) -> list[dict]:
             key, body = entry
 
             def create(body=body) -> tuple[int, dict]:
-                return 201, resource(intake.add(**bodies.check(body)))
+                fields = bodies.check(body)
+                intake.allow(fields["queue"])
+                return 201, resource(intake.add(**fields))
 
             try:
                 status, answer, replayed = ledger.run(key, body, create)

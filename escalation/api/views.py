@@ -140,11 +140,21 @@ class CreateBodies:
             )
         return {"queue": queue, **values}
 
+    @property
+    def checked_queues(self) -> list[Queue]:
+        """The queues check() found the agent may post to (for transitions.Intake)."""
+        return [queue for queue in self._queues.values() if queue is not None]
+
 
 def create_case(agent, data: dict) -> Escalation:
     """Validate a create body and create the case."""
+    bodies = CreateBodies(agent)
+    fields = bodies.check(data)
     return transitions.create(
-        actor=Actor.for_agent(agent), agent=agent, **CreateBodies(agent).check(data)
+        actor=Actor.for_agent(agent),
+        agent=agent,
+        checked_queues=bodies.checked_queues,
+        **fields,
     )
 
 

@@ -284,3 +284,49 @@ def test_digests_go_to_active_managers_with_an_address(fresh, ops, mailoutbox):
     sweeps.sweep_breaches(now=T0 + timedelta(minutes=11))
     sweeps.notify_breaches()
     assert mailoutbox == []
+
+
+def test_a_sweep_records_its_breaches_in_queries_that_do_not_grow_with_their_number(
+    agent, tight, django_assert_max_num_queries
+):
+    cases = [make_case(agent=agent, queue=tight, now=T0) for _ in range(30)]
+    # Two reads of due cases, the lock, the read, one UPDATE, the chain head, its INSERT of the
+    # events and its UPDATE, inside one transaction (SAVEPOINT/RELEASE under the test's own).
+    with django_assert_max_num_queries(10):
+        assert sweeps.sweep_breaches(now=T0 + timedelta(minutes=11)) == 30
+    for case in cases:
+        case.refresh_from_db()
+        assert case.claim_breached_at == T0 + timedelta(minutes=11)
+        assert len(events(case, "sla.claim_breached")) == 1
+    assert audit.verify_chain().ok
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks")
+def test_a_case_another_transaction_holds_is_left_for_the_next_sweep(agent, tight):
+    busy, idle = (make_case(agent=agent, queue=tight, now=T0) for _ in range(2))
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Escalation.objects.select_for_update().filter(pk=busy.pk).exists()
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(timeout=10)
+        assert sweeps.sweep_breaches(now=T0 + timedelta(minutes=11)) == 1  # not waiting
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert events(busy, "sla.claim_breached") == []
+    assert len(events(idle, "sla.claim_breached")) == 1
+    assert sweeps.sweep_breaches(now=T0 + timedelta(minutes=12)) == 1
+    assert len(events(busy, "sla.claim_breached")) == 1
