@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db import connections
+from django.db.models import (
+    BooleanField,
+    Expression,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 
 from escalation.models import Escalation, Status
 from escalation.models.cases import ACTIVE_STATUSES
@@ -102,6 +113,17 @@ class InboxFilters:
     q: str = ""
 
 
+def inbox_queues(queue_ids, filters: InboxFilters) -> list[int]:
+    """The queues a page reads: the visible ones, or the one the queue filter names."""
+    from escalation.models import Queue
+
+    if not filters.queue:
+        return list(queue_ids)
+    return list(
+        Queue.objects.filter(pk__in=queue_ids, slug=filters.queue).values_list("pk", flat=True)
+    )
+
+
 def inbox_cases(queue_ids, filters: InboxFilters, user, now: datetime) -> QuerySet[Escalation]:
     cases = Escalation.objects.filter(status__in=ACTIVE_STATUSES, queue_id__in=queue_ids)
     if filters.queue:
@@ -123,24 +145,56 @@ def inbox_cases(queue_ids, filters: InboxFilters, user, now: datetime) -> QueryS
     return cases
 
 
+class RowAfter(Expression):
+    """`(a, b, c, d) > (x, y, z, w)`: compared as a row, in the order of the index on those
+    columns, the keyset is the start of one index range. The same test spelled with ORs is
+    no index condition, so every page would first read and discard all the rows before it."""
+
+    def __init__(self, fields: tuple[str, ...], values: tuple) -> None:
+        super().__init__(output_field=BooleanField())
+        self.fields = [F(name) for name in fields]
+        self.values = [Value(value) for value in values]
+
+    def get_source_expressions(self):
+        return [*self.fields, *self.values]
+
+    def set_source_expressions(self, exprs):
+        self.fields, self.values = exprs[: len(self.fields)], exprs[len(self.fields) :]
+
+    def as_sql(self, compiler, connection):
+        lhs, rhs, params = [], [], []
+        for side, exprs in ((lhs, self.fields), (rhs, self.values)):
+            for expr in exprs:
+                sql, expr_params = compiler.compile(expr)
+                side.append(sql)
+                params.extend(expr_params)
+        return f"({', '.join(lhs)}) > ({', '.join(rhs)})", params
+
+
 def inbox_page(
-    cases: QuerySet[Escalation], after: tuple | None, limit: int = INBOX_PAGE
+    cases: QuerySet[Escalation], queue_ids, after: tuple | None, limit: int = INBOX_PAGE
 ) -> tuple[list[Escalation], tuple | None]:
     """One page in urgency order after the keyset `after`; returns (rows, keyset of the next
-    page or None). A keyset scan costs the same on page 1 and page 1,000."""
+    page or None). `queue_ids`: the queues `cases` covers (inbox_queues).
+
+    Read one queue at a time and merged: each queue's next page is a short range of
+    case_queue_urgency_idx, so a page costs the same on page 1 and page 1,000 and however
+    many cases other teams' queues hold. One index across all queues would have the page
+    skip every case of a queue the reviewer does not see."""
     if after is not None:
-        due, rank, created, case_id = after
-        cases = cases.filter(
-            Q(next_due_at__gt=due)
-            | Q(next_due_at=due, priority_rank__gt=rank)
-            | Q(next_due_at=due, priority_rank=rank, created_at__gt=created)
-            | Q(next_due_at=due, priority_rank=rank, created_at=created, id__gt=case_id)
-        )
-    rows = list(
+        cases = cases.filter(RowAfter(URGENCY_ORDER, after))
+    cases = (
         cases.select_related("queue", "agent", "claimed_by")
         .only(*INBOX_COLUMNS)
-        .order_by(*URGENCY_ORDER)[: limit + 1]
+        .order_by(*URGENCY_ORDER)
     )
+    queue_ids = list(queue_ids)
+    features = connections[cases.db].features
+    if len(queue_ids) > 1 and features.supports_slicing_ordering_in_compound:
+        per_queue = [cases.filter(queue_id=queue_id)[: limit + 1] for queue_id in queue_ids]
+        cases = per_queue[0].union(*per_queue[1:], all=True).order_by(*URGENCY_ORDER)
+    # SQLite (the embedded set-up) cannot LIMIT inside a UNION; its queues are small.
+    rows = list(cases[: limit + 1])
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
@@ -150,29 +204,33 @@ def inbox_page(
 COUNT_CAP = 1000
 
 
-def _capped_count(cases: QuerySet[Escalation]) -> int:
-    # COUNT over a LIMITed subquery: a bounded index scan however deep the queue is.
-    return cases.order_by().values("pk")[: COUNT_CAP + 1].count()  # no sort before LIMIT
+class CappedCount(Subquery):
+    """COUNT over a LIMITed subquery: a bounded index scan however deep the queue is."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) AS capped)"
+    output_field = IntegerField()
 
 
 def queue_counts(queue_ids, now: datetime) -> list[dict]:
     """Per visible queue: open, claimed and breached counts, each capped at COUNT_CAP (shown
-    as "1000+"): exact numbers past that cost a full scan and change nothing for a reviewer."""
+    as "1000+"): exact numbers past that cost a full scan and change nothing for a reviewer.
+    One query, each count a subquery per queue."""
     from escalation.models import Queue
 
-    counts = []
-    for queue in Queue.objects.filter(pk__in=queue_ids).order_by("slug"):
-        active = Escalation.objects.filter(queue_id=queue.pk, status__in=ACTIVE_STATUSES)
-        counts.append(
-            {
-                "slug": queue.slug,
-                "name": queue.name,
-                "open": _capped_count(active.filter(status=Status.OPEN)),
-                "claimed": _capped_count(active.filter(status=Status.CLAIMED)),
-                "breached": _capped_count(active.filter(next_due_at__lte=now)),
-            }
+    def capped(cases: QuerySet[Escalation]) -> CappedCount:
+        return CappedCount(cases.order_by().values("pk")[: COUNT_CAP + 1])  # no sort before LIMIT
+
+    active = Escalation.objects.filter(queue_id=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+    return list(
+        Queue.objects.filter(pk__in=queue_ids)
+        .order_by("slug")
+        .annotate(
+            open=capped(active.filter(status=Status.OPEN)),
+            claimed=capped(active.filter(status=Status.CLAIMED)),
+            breached=capped(active.filter(next_due_at__lte=now)),
         )
-    return counts
+        .values("slug", "name", "open", "claimed", "breached")
+    )
 
 
 def inbox_version(queue_ids, now: datetime) -> str:

@@ -117,10 +117,13 @@ class Escalation(models.Model):
             models.Index(fields=["queue", "status"], name="case_queue_status_idx"),
             # The statistics fold rebuilds one day of cases at a time.
             models.Index(fields=["created_at"], name="case_created_idx"),
-            # Breached counts per queue in the inbox.
+            # The inbox, one queue at a time: each visible queue's cases in urgency order, so a
+            # page is a short range scan per queue however many cases other queues hold (the
+            # global index above makes a reviewer's page skip every other team's cases). Its
+            # (queue, next_due_at) prefix also serves the breached counts per queue.
             models.Index(
-                fields=["queue", "next_due_at"],
-                name="case_queue_due_idx",
+                fields=["queue", "next_due_at", "priority_rank", "created_at", "id"],
+                name="case_queue_urgency_idx",
                 condition=Q(status__in=["open", "claimed"]),
             ),
             models.Index(fields=["agent", "status"], name="case_agent_status_idx"),

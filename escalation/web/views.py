@@ -104,8 +104,10 @@ def inbox(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=204)  # nothing changed: htmx leaves the list alone
     filter_form = InboxFilterForm(request.GET)
     filters = filter_form.filters()
-    cases = queries.inbox_cases(queue_ids, filters, request.user, now)
-    rows, next_keyset = queries.inbox_page(cases, _decode_cursor(request.GET.get("after", "")))
+    page_queues = queries.inbox_queues(queue_ids, filters)
+    cases = queries.inbox_cases(page_queues, filters, request.user, now)
+    after = _decode_cursor(request.GET.get("after", ""))
+    rows, next_keyset = queries.inbox_page(cases, page_queues, after)
     params = request.GET.copy()
     params.pop("after", None)
     params.pop("since", None)

@@ -151,6 +151,28 @@ def test_the_inbox_counts_open_claimed_and_breached_per_queue(
     assert '<span class="count breached" title="breached">1</span>' in page
 
 
+def test_queue_counts_past_the_cap_read_as_the_cap_plus(
+    client, alice, agent, refunds, support, monkeypatch
+):
+    from escalation import queries
+
+    monkeypatch.setattr(queries, "COUNT_CAP", 3)
+    for i in range(5):
+        make_case(agent=agent, queue=refunds, summary=f"deep {i}")
+    make_case(agent=agent, queue=support, summary="shallow")
+    client.force_login(alice)
+
+    response = client.get("/inbox/")
+
+    assert response.status_code == 200
+    counts = {row["slug"]: row for row in response.context["counts"]}
+    assert counts["refunds"]["open"] == 4  # counting stops one past the cap
+    assert counts["support"]["open"] == 1
+    page = text(response)
+    assert '<span class="count" title="open">3+</span>' in page
+    assert '<span class="count" title="open">1</span>' in page
+
+
 def test_the_inbox_shows_sla_and_status_words(client, alice, assorted):
     client.force_login(alice)
 
@@ -202,6 +224,45 @@ def test_a_later_page_keeps_the_filters(client, alice, many_cases, agent, suppor
 
     assert "queue=refunds" in next_page_link(first)
     assert row_ids(second) == many_cases[50:]
+
+
+def test_pages_merge_my_queues_in_one_order_even_through_ties(
+    client, alice, agent, refunds, support, compliance, now
+):
+    """Each queue is read on its own and merged: the pages still follow one urgency order
+    across queues, with ties on due time, priority and age broken by id, and no case twice."""
+    from escalation.models import Escalation
+
+    queues = (refunds, support)
+    cases = [
+        make_case(agent=agent, queue=queues[i % 2], summary=f"case {i:03d}", now=now)
+        for i in range(120)
+    ]
+    for i in range(10):  # another team's cases, due first: never on my pages
+        make_case(agent=agent, queue=compliance, summary=f"legal {i}", now=now - 2 * HOUR)
+    due, created = now + HOUR, now - MINUTE
+    # Cases 30..89 fall due together, across the first page's end; 40..69 share an age too.
+    Escalation.objects.filter(pk__in=[c.pk for c in cases[30:90]]).update(
+        next_due_at=due, priority_rank=2
+    )
+    Escalation.objects.filter(pk__in=[c.pk for c in cases[40:70]]).update(created_at=created)
+    expected = [
+        str(pk)
+        for pk in Escalation.objects.filter(queue__in=queues)
+        .order_by("next_due_at", "priority_rank", "created_at", "id")
+        .values_list("pk", flat=True)
+    ]
+    client.force_login(alice)
+
+    seen, url = [], "/inbox/"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen += row_ids(response)
+        url = next_page_link(response)
+
+    assert seen == expected
+    assert len(set(seen)) == 120
 
 
 def _cursor(values) -> str:
