@@ -16,13 +16,18 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
 
-def team_ids(user: AbstractBaseUser, *, role: str | None = None) -> list[int]:
+def _team_ids(user: AbstractBaseUser, role: str | None = None) -> QuerySet:
+    """The ids of the person's active teams, as a subquery (none for an inactive person)."""
     if not user.is_authenticated or not user.is_active:
-        return []
+        return Membership.objects.none().values("team_id")
     memberships = Membership.objects.filter(user=user, team__is_active=True)
     if role is not None:
         memberships = memberships.filter(role=role)
-    return list(memberships.values_list("team_id", flat=True))
+    return memberships.values("team_id")
+
+
+def team_ids(user: AbstractBaseUser, *, role: str | None = None) -> list[int]:
+    return list(_team_ids(user, role).values_list("team_id", flat=True))
 
 
 def visible_queues(user: AbstractBaseUser) -> QuerySet:
@@ -32,7 +37,7 @@ def visible_queues(user: AbstractBaseUser) -> QuerySet:
     queues = Queue.objects.filter(is_active=True)
     if getattr(user, "is_superuser", False) and user.is_active:
         return queues
-    return queues.filter(team_id__in=team_ids(user))
+    return queues.filter(team_id__in=_team_ids(user))
 
 
 def managed_queues(user: AbstractBaseUser) -> QuerySet:
@@ -42,7 +47,7 @@ def managed_queues(user: AbstractBaseUser) -> QuerySet:
     queues = Queue.objects.filter(is_active=True)
     if getattr(user, "is_superuser", False) and user.is_active:
         return queues
-    return queues.filter(team_id__in=team_ids(user, role=Role.MANAGER))
+    return queues.filter(team_id__in=_team_ids(user, Role.MANAGER))
 
 
 def is_manager(user: AbstractBaseUser) -> bool:
