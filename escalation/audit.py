@@ -139,18 +139,9 @@ def record_many(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.record() must run inside the transaction of its change")
     now = now or timezone.now()
-    # A plain FOR UPDATE: nothing points at the head row.
-    head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
-    if head is None:
-        # First event ever: create the head row; a concurrent creator loses on the primary key
-        # and retries the lock below.
-        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
-    seq, prev_hash = head
-    events = []
-    for case, queue, data in subjects:
-        event = AuditEvent(
-            seq=seq + 1,
+    # Everything but the chain fields first: the head's lock is held from here to commit.
+    events = [
+        AuditEvent(
             created_at=now,
             actor_kind=actor.kind,
             actor_user=actor.user,
@@ -160,11 +151,21 @@ def record_many(
             escalation=case,
             queue=case.queue if queue is None and case is not None else queue,
             data=json.loads(canonical_json(data or {})),  # store exactly what was hashed
-            prev_hash=prev_hash,
         )
+        for case, queue, data in subjects
+    ]
+    # A plain FOR UPDATE: nothing points at the head row.
+    head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
+    if head is None:
+        # First event ever: create the head row; a concurrent creator loses on the primary key
+        # and retries the lock below.
+        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+        head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
+    seq, prev_hash = head
+    for event in events:
+        event.seq, event.prev_hash = seq + 1, prev_hash
         event.hash = hash_of(event)
         seq, prev_hash = event.seq, event.hash
-        events.append(event)
     AuditEvent.objects.bulk_create(events)
     AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=prev_hash)
     return events

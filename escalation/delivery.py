@@ -302,33 +302,25 @@ def _record_held(
         "status_code": status_code,
         "url": delivery.url,
     }
-    case, actor = delivery.escalation, Actor.system()
+    # The events are recorded last, so the audit chain head, which every writer waits for, is
+    # held only for them and the commit.
+    events: list[tuple[str, dict]] = []
     if succeeded:
         delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED, now
-        audit.record(actor=actor, verb="delivery.succeeded", case=case, now=now, data=facts)
+        events.append(("delivery.succeeded", facts))
         outcome = "succeeded"
     else:
-        audit.record(
-            actor=actor,
-            verb="delivery.failed",
-            case=case,
-            now=now,
-            data={**facts, "error": error[:200]},
-        )
+        events.append(("delivery.failed", {**facts, "error": error[:200]}))
         if dead_reason:
             delivery.status, delivery.dead_at = DeliveryStatus.DEAD, now
-            audit.record(
-                actor=actor,
-                verb="delivery.dead",
-                case=case,
-                now=now,
-                data={**facts, "reason": dead_reason[:200]},
-            )
+            events.append(("delivery.dead", {**facts, "reason": dead_reason[:200]}))
             outcome = "dead"
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)
             outcome = "retry"
     delivery.save()
+    for verb, data in events:
+        audit.record(actor=Actor.system(), verb=verb, case=delivery.escalation, now=now, data=data)
     log.info("delivery %s attempt %s: %s (%s)", delivery.pk, number, outcome, status_code or error)
     return outcome
 
