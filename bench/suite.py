@@ -95,31 +95,40 @@ def add_open_cases(bench: Bench, queue_ids: list[int], count: int, agent=None) -
     return list(Escalation.objects.filter(external_id__in=external).values_list("pk", flat=True))
 
 
-def claim_round(bench: Bench, reviewers: int) -> dict:
+# The reviewers run in as many processes as the web server has workers (bench/run.py starts
+# each with 2), each reviewer a thread, as a worker serves its requests.
+CLAIM_PROCESSES = 2
+
+
+def _reviewer_threads(user_ids: list[int], start, results) -> None:
+    """One process of reviewers: each presses Next case and decides what it gets until there
+    is nothing left. Puts (claim times in ms, case ids taken, failures) on `results`. Started
+    by spawn (a fork would share the parent's connection pool), with the parent's environment."""
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
     from django.db import connection
-    from django.db.models import Count
 
     from escalation import transitions
     from escalation.audit import Actor
-    from escalation.models import AuditEvent, Escalation
 
-    ids = add_open_cases(bench, [bench.queues["claims"].pk], bench.sizes.claim_cases)
+    users = list(User.objects.filter(pk__in=user_ids))
+    connection.close()
     claim_ms: list[float] = []
     taken: list = []
     failures: list[str] = []
-    barrier = threading.Barrier(reviewers + 1)
 
     def work(user) -> None:
         actor, own, own_taken = Actor.for_user(user), [], []
         try:
-            barrier.wait()
             while True:
                 started = time.perf_counter()
                 case = transitions.claim_next(actor=actor)
                 if case is None:
                     break
                 own.append((time.perf_counter() - started) * 1000)
-                own_taken.append(case.pk)
+                own_taken.append(str(case.pk))
                 transitions.resolve(
                     actor=actor, case_id=case.pk, claim_token=case.claim_token, decision="approve"
                 )
@@ -130,14 +139,48 @@ def claim_round(bench: Bench, reviewers: int) -> dict:
             taken.extend(own_taken)
             connection.close()
 
-    threads = [threading.Thread(target=work, args=(u,)) for u in bench.reviewers[:reviewers]]
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    start.wait()
     for thread in threads:
         thread.start()
-    barrier.wait()
-    started = time.perf_counter()
     for thread in threads:
         thread.join(timeout=600)
+    results.put((claim_ms, taken, failures))
+
+
+def claim_round(bench: Bench, reviewers: int) -> dict:
+    import multiprocessing
+
+    from django.db import connection
+    from django.db.models import Count
+
+    from escalation.models import AuditEvent, Escalation
+
+    ids = add_open_cases(bench, [bench.queues["claims"].pk], bench.sizes.claim_cases)
+    user_ids = [user.pk for user in bench.reviewers[:reviewers]]
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(CLAIM_PROCESSES + 1), context.Queue()
+    processes = [
+        context.Process(
+            target=_reviewer_threads, args=(user_ids[n::CLAIM_PROCESSES], start, results)
+        )
+        for n in range(CLAIM_PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    start.wait()
+    started = time.perf_counter()
+    claim_ms: list[float] = []
+    taken: list = []
+    failures: list[str] = []
+    for _ in processes:
+        own_ms, own_taken, own_failures = results.get(timeout=900)
+        claim_ms += own_ms
+        taken += own_taken
+        failures += own_failures
     elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join(timeout=60)
     claimed_twice = (
         AuditEvent.objects.filter(verb="escalation.claimed", escalation_id__in=ids)
         .values("escalation_id")
