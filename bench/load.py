@@ -87,14 +87,22 @@ def run_threads(worker, concurrency: int, seconds: float, units: int) -> dict:
     return summary(latencies, time.perf_counter() - started, errors, units)
 
 
-def http_worker(port: int, path: str, body: bytes, headers: dict, expect: set[int]):
+def http_worker(
+    port: int, path: str, body: bytes, headers: dict, expect: set[int], fresh_key=False
+):
+    """`fresh_key`: each request with an Idempotency-Key of its own, as an agent retrying
+    safely sends (so the service does its idempotency bookkeeping on every create)."""
+
     def make():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        own = dict(headers)  # one per thread
 
         def step() -> str | None:
             nonlocal conn
+            if fresh_key:
+                own["Idempotency-Key"] = uuid.uuid4().hex
             try:
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request("POST", path, body=body, headers=own)
                 response = conn.getresponse()
                 response.read()
             except OSError as exc:
@@ -165,6 +173,7 @@ def main() -> int:
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("--expect", default="200,201")
     parser.add_argument("--units", type=int, default=1, help="cases per request")
+    parser.add_argument("--fresh-key", action="store_true", help="an Idempotency-Key each")
     parser.add_argument("--dsn")
     parser.add_argument("--sql")
     parser.add_argument("--rows", type=int, default=1)
@@ -180,7 +189,7 @@ def main() -> int:
         with open(args.body, "rb") as f:
             body = f.read()
         expect = {int(s) for s in args.expect.split(",")}
-        make = http_worker(args.port, args.path, body, headers, expect)
+        make = http_worker(args.port, args.path, body, headers, expect, args.fresh_key)
         result = run_threads(make, args.concurrency, args.seconds, args.units)
     elif args.mode == "raw":
         with open(args.sql) as f:

@@ -26,6 +26,9 @@ def ingest(r: dict) -> list[str]:
     lines = [
         "### 1. Ingest: `POST /api/v1/escalations`, 2 KB context",
         "",
+        "Every request carries an `Idempotency-Key` of its own, as an agent that retries safely "
+        "sends (the bare endpoint ignores it). Keep-alive connections, one per client thread.",
+        "",
         "| concurrency | Handoff cases/s | p50 | p99 | bare Django+DRF cases/s | p50 | p99 "
         "| raw psycopg rows/s | p50 | p99 | Handoff / bare | target (≥ 1.0×, p99 ≤ bare) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

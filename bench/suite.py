@@ -25,7 +25,7 @@ def http_load(bench: Bench, port: int, concurrency: int, seconds: float, batch=F
         args += ["--path", "/api/v1/escalations/batch", "--body", str(bench.batch_body)]
         args += ["--units", "100"]
     else:
-        args += ["--body", str(bench.body)]
+        args += ["--body", str(bench.body), "--fresh-key"]
     return harness.load(*args)
 
 
