@@ -25,7 +25,7 @@ from escalation.api import idempotency
 from escalation.api.authentication import take_tokens
 from escalation.api.errors import ApiError, exception_handler
 from escalation.api.schema import ErrorSerializer, error_responses
-from escalation.api.serializers import EscalationSerializer, StrictSerializer
+from escalation.api.serializers import EscalationSerializer, StrictSerializer, case_resource
 from escalation.api.views import CreateBodies
 from escalation.audit import Actor
 from escalation.models import Agent
@@ -123,8 +123,6 @@ def create_batch(agent: Agent, items: list) -> list[dict]:
             entries.append(exc)
     keys = {entry[0] for entry in entries if isinstance(entry, tuple) and entry[0] is not None}
     bodies = CreateBodies(agent)
-    # The case resource as case_resource() renders it, through one serializer for all.
-    resource = EscalationSerializer().to_representation
     results = []
     with idempotency.held(agent, keys) as ledger:
         intake = transitions.Intake(actor=Actor.for_agent(agent), agent=agent)
@@ -137,7 +135,7 @@ def create_batch(agent: Agent, items: list) -> list[dict]:
             def create(body=body) -> tuple[int, dict]:
                 fields = bodies.check(body)
                 intake.allow(fields["queue"])
-                return 201, resource(intake.add(**fields))
+                return 201, case_resource(intake.add(**fields))
 
             try:
                 status, answer, replayed = ledger.run(key, body, create)

@@ -3,6 +3,8 @@ silently dropped); outputs are the spec's resources."""
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -149,8 +151,15 @@ def case_url(case: Escalation) -> str:
     return f"{settings.HANDOFF_PUBLIC_URL.rstrip('/')}/api/v1/escalations/{case.pk}"
 
 
+@functools.cache
+def _case_serializer() -> EscalationSerializer:
+    # One for all: building a serializer's fields costs more than rendering a case with them,
+    # and to_representation keeps nothing on the serializer.
+    return EscalationSerializer()
+
+
 def case_resource(case: Escalation) -> dict:
-    return EscalationSerializer(case).data
+    return _case_serializer().to_representation(case)
 
 
 class ContextUpdateSerializer(serializers.ModelSerializer):

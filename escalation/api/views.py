@@ -4,6 +4,7 @@ or a read in escalation.queries."""
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 import uuid
@@ -113,6 +114,12 @@ def _parse_time(name: str, value: str):
     return parsed
 
 
+@functools.cache
+def _create_serializer() -> CreateEscalationSerializer:
+    # One for all requests (its fields are built once); run_validation keeps nothing on it.
+    return CreateEscalationSerializer()
+
+
 class CreateBodies:
     """Checks create bodies for one agent: the fields, then the queue, which must be one of the
     agent's (403 otherwise). A batch checks all its items with one, so the serializer's fields
@@ -120,7 +127,7 @@ class CreateBodies:
 
     def __init__(self, agent) -> None:
         self.agent = agent
-        self._serializer = CreateEscalationSerializer()
+        self._serializer = _create_serializer()
         self._queues: dict[str, Queue | None] = {}
 
     def check(self, data) -> dict:
