@@ -24,8 +24,9 @@ from escalation.api.views import own_cases
 from escalation.models.cases import TERMINAL_STATUSES
 
 MAX_WAIT = 30
-# Even with pub/sub, re-read the case this often: a lost wake-up costs at most this long.
-RECHECK_SECONDS = 5.0
+# Even with pub/sub, re-check the case this often: a lost wake-up costs at most this long. Each
+# re-check of hundreds of waiters is a read that competes with the API's writes.
+RECHECK_SECONDS = 10.0
 POLL_SECONDS_WITHOUT_REDIS = 1.0
 
 
@@ -45,6 +46,14 @@ def _load(agent, case_id) -> tuple[dict | None, bool]:
         if case is None:
             return None, False
         return case_resource(case), case.status in TERMINAL_STATUSES
+    finally:
+        connection.close()
+
+
+def _status(agent, case_id) -> str | None:
+    """The case's status alone (a re-check while waiting renders nothing)."""
+    try:
+        return own_cases(agent).filter(pk=case_id).values_list("status", flat=True).first()
     finally:
         connection.close()
 
@@ -101,15 +110,23 @@ async def wait_for_resolution(request: HttpRequest, id: str) -> JsonResponse:  #
         body, terminal = await sync_to_async(_load)(agent, case_id)
         if body is None:
             return error_response(404, "not_found", "no such case")
+        if terminal or not wait:
+            return JsonResponse(body, status=200 if terminal else 202)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while not terminal:
+        while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return JsonResponse(body, status=202)
+                break
             step = RECHECK_SECONDS if subscription.has_redis else POLL_SECONDS_WITHOUT_REDIS
             await subscription.wait(min(remaining, step))
-            body, terminal = await sync_to_async(_load)(agent, case_id)
-            if body is None:
+            status = await sync_to_async(_status)(agent, case_id)
+            if status is None:
                 return error_response(404, "not_found", "no such case")
-    return JsonResponse(body, status=200)
+            if status in TERMINAL_STATUSES:
+                break
+    # The answer is rendered once, at the end: terminal (200), or as it is after the wait (202).
+    body, terminal = await sync_to_async(_load)(agent, case_id)
+    if body is None:
+        return error_response(404, "not_found", "no such case")
+    return JsonResponse(body, status=200 if terminal else 202)

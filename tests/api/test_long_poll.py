@@ -113,6 +113,35 @@ def test_the_long_poll_wakes_within_a_second_of_a_resolution_made_elsewhere(api,
     assert elapsed < 3, f"woke after {elapsed:.1f}s of a 10 s wait"
 
 
+def test_a_lost_wake_up_is_caught_by_the_status_re_check(api, case, alice, monkeypatch):
+    from escalation import wakeups
+    from escalation.api import longpoll
+
+    monkeypatch.setattr(wakeups, "publish", lambda case_id: None)  # the wake-up never comes
+    monkeypatch.setattr(longpoll, "RECHECK_SECONDS", 0.5)
+    errors: list[BaseException] = []
+
+    def resolve_soon() -> None:
+        try:
+            time.sleep(0.3)
+            resolve_case(case, alice, decision="approve", note="fine")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    resolver = threading.Thread(target=resolve_soon)
+    started = time.monotonic()
+    resolver.start()
+    response = resolution(api, case, wait=10)
+    elapsed = time.monotonic() - started
+    resolver.join(timeout=10)
+    assert not errors, errors
+    assert response.status_code == 200, response.content
+    assert response.json()["resolution"]["resolved_by"] == "alice"  # rendered after the wait
+    assert elapsed < 3, f"answered after {elapsed:.1f}s of a 10 s wait"
+
+
 # "²" passes str.isdigit() but int() cannot read it.
 @pytest.mark.parametrize(
     "wait", ["31", "-1", "abc", "1.5", "+5", " 5", "100000000000000000000", "²"]
