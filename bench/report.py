@@ -143,6 +143,9 @@ def longpoll(r: dict) -> list[str]:
         f"### 6. Long-poll: {r['waiters']} agents on `GET …/resolution?wait=30` during ingest "
         "(concurrency 8)",
         "",
+        f"Ingest windows of {r.get('seconds', 0):g} s, long enough to include each waiter's "
+        "periodic re-check of its case.",
+        "",
         "| ingest alone cases/s | with the waiters | kept | wake p50 | wake p99 "
         "| answers 200 / other "
         "| PG connections in use while waiting (open) | in use during ingest (max) |",

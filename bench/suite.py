@@ -241,13 +241,16 @@ def longpoll_round(bench: Bench) -> dict:
     import sys
 
     from escalation import transitions
+    from escalation.api.longpoll import RECHECK_SECONDS
     from escalation.audit import Actor
 
     s = bench.sizes
     actor = Actor.for_user(bench.waiter_reviewer)
     ids = add_open_cases(bench, [bench.queues["refunds"].pk], s.waiters)
     tokens = {pk: transitions.claim(actor=actor, case_id=pk).claim_token for pk in ids}
-    alone = http_load(bench, bench.port, 8, s.seconds)
+    # Long enough to include each waiter's periodic re-check of its case.
+    seconds = max(s.seconds, RECHECK_SECONDS + 2)
+    alone = http_load(bench, bench.port, 8, seconds)
     ids_file = bench.workdir / "waiters.json"
     ids_file.write_text(json.dumps([str(pk) for pk in ids]))
     waiters = subprocess.Popen(
@@ -275,14 +278,14 @@ def longpoll_round(bench: Bench) -> dict:
         def while_ingesting() -> None:
             # A tenth of the waiters is answered while the ingest runs, spread over it.
             for pk in ids[: len(ids) // 10]:
-                if during.wait(s.seconds / (len(ids) // 10 + 1)):
+                if during.wait(seconds / (len(ids) // 10 + 1)):
                     break
                 resolve([pk])
                 samples.append(web_connections(bench))
 
         resolver = threading.Thread(target=while_ingesting)
         resolver.start()
-        loaded = http_load(bench, bench.port, 8, s.seconds)
+        loaded = http_load(bench, bench.port, 8, seconds)
         during.set()
         resolver.join()
         resolve([pk for pk in ids if str(pk) not in resolved_at])
@@ -297,6 +300,7 @@ def longpoll_round(bench: Bench) -> dict:
     answers = json.loads(out)["answers"]
     wake = [(a["at"] - resolved_at[a["id"]]) * 1000 for a in answers if a["status"] == 200]
     return {
+        "seconds": seconds,
         "alone": alone["units_per_s"],
         "with_waiters": loaded["units_per_s"],
         "kept": loaded["units_per_s"] / alone["units_per_s"],
@@ -313,6 +317,7 @@ def bench_longpoll(bench: Bench) -> None:
     rounds = [longpoll_round(bench) for _ in range(bench.sizes.rounds)]
     bench.results["longpoll"] = {
         "waiters": bench.sizes.waiters,
+        "seconds": rounds[0]["seconds"],
         **{k: spread([r[k] for r in rounds]) for k in ("alone", "with_waiters", "kept")},
         **{k: spread([r[k] for r in rounds]) for k in ("wake_p50_ms", "wake_p99_ms")},
         "answered_200": sum(r["answered_200"] for r in rounds),
