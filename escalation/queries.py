@@ -35,6 +35,26 @@ def claimable_cases(queue_ids, now: datetime) -> QuerySet[Escalation]:
     ).order_by(*URGENCY_ORDER)
 
 
+# How many of each queue's most urgent cases Next case considers: enough that reviewers
+# pressing it at the same moment each find one not being claimed.
+NEXT_CANDIDATES = 8
+
+
+def next_case_candidates(queue_ids, now: datetime) -> list | None:
+    """The ids of the few most urgent claimable cases of each queue, read queue by queue as
+    inbox_page does, so Next case never walks through another team's backlog; None when one
+    read across the queues costs the same (a single queue, or SQLite)."""
+    queue_ids = list(queue_ids)
+    features = connections[Escalation.objects.db].features
+    if len(queue_ids) < 2 or not features.supports_slicing_ordering_in_compound:
+        return None
+    heads = [
+        claimable_cases([queue_id], now).values_list("pk", flat=True)[:NEXT_CANDIDATES]
+        for queue_id in queue_ids
+    ]
+    return list(heads[0].union(*heads[1:], all=True))
+
+
 def queue_depths() -> list[dict]:
     """[{queue, status, count}] for every active queue and active status (zeros included)."""
     from django.db.models import Count

@@ -568,16 +568,27 @@ def claim_next(
     allowed = permissions.visible_queues(actor.user).values_list("pk", flat=True)
     if queue_ids is not None:
         allowed = allowed.filter(pk__in=queue_ids)
+    queue_ids = list(allowed)
+    claimable = queries.claimable_cases(queue_ids, now)
+    candidates = queries.next_case_candidates(queue_ids, now)
+    if candidates is None:
+        tries = [claimable]
+    elif candidates:
+        # The lock re-checks that a candidate is still claimable; if every one was taken
+        # meanwhile, all claimable cases are looked at.
+        tries = [claimable.filter(pk__in=candidates), claimable]
+    else:
+        return None  # nothing claimable in any of the queues
     with transaction.atomic():
-        candidate = (
-            queries.claimable_cases(list(allowed), now)
-            .select_for_update(skip_locked=True, of=("self",), no_key=True)
-            .select_related("queue", "agent")
-            .first()
-        )
-        if candidate is None:
-            return None
-        return _take_claim(candidate, actor, now)
+        for cases in tries:
+            candidate = (
+                cases.select_for_update(skip_locked=True, of=("self",), no_key=True)
+                .select_related("queue", "agent")
+                .first()
+            )
+            if candidate is not None:
+                return _take_claim(candidate, actor, now)
+    return None
 
 
 def renew_lease(*, actor: Actor, case_id, claim_token, now: datetime | None = None) -> Escalation:

@@ -234,6 +234,39 @@ def test_claim_next_can_be_limited_to_some_queues(agent, refunds, support, as_al
     assert got.pk == in_support.pk
 
 
+def test_claim_next_goes_in_urgency_order_across_queues_past_another_teams_backlog(
+    agent, refunds, support, compliance, as_alice, monkeypatch
+):
+    from escalation import queries
+
+    monkeypatch.setattr(queries, "NEXT_CANDIDATES", 2)  # fewer than a queue holds
+    now = timezone.now()
+    for hours in range(5, 10):  # all due long before alice's cases, none hers to take
+        make_case(agent=agent, queue=compliance, now=now - timedelta(hours=hours))
+    mine = [
+        make_case(agent=agent, queue=queue, now=now - timedelta(minutes=minutes))
+        for queue, minutes in [
+            (refunds, 50), (support, 40), (refunds, 30), (refunds, 20), (support, 10), (support, 1)
+        ]
+    ]  # fmt: skip
+    order = [transitions.claim_next(actor=as_alice, now=now).pk for _ in mine]
+    assert order == [case.pk for case in mine]  # the oldest is due first
+    assert transitions.claim_next(actor=as_alice, now=now) is None
+
+
+def test_claim_next_looks_at_every_claimable_case_when_its_candidates_are_gone(
+    agent, refunds, support, as_alice, monkeypatch
+):
+    import uuid
+
+    from escalation import queries
+
+    waiting = make_case(agent=agent, queue=support)
+    # Candidates read a moment ago, all claimed (or gone) by the time of the lock.
+    monkeypatch.setattr(queries, "next_case_candidates", lambda queue_ids, now: [uuid.uuid4()])
+    assert transitions.claim_next(actor=as_alice).pk == waiting.pk
+
+
 # --- lease -----------------------------------------------------------------------------------
 
 
