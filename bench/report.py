@@ -71,9 +71,9 @@ def claims(r: dict, ingest32: dict | None) -> list[str]:
         "### 3. Claim: reviewers pressing Next case "
         "(`transitions.claim_next` + `resolve`: threads in two processes, no HTTP)",
         "",
-        "| reviewers | claims/s | claim p50 | claim p99 | double claims (answers + audit) "
-        "| left unresolved | target |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| reviewers | cases decided | claims/s | claim p50 | claim p99 "
+        "| double claims (answers + audit) | left unresolved | target |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for n, row in r.items():
         goals = [row["double_claims"] == 0]
@@ -85,7 +85,8 @@ def claims(r: dict, ingest32: dict | None) -> list[str]:
             goals.append(row["rate"]["median"] >= rate)
             what = f"0 double, ≥ ingest at 32 ({rate:.0f}/s)"
         lines.append(
-            f"| {n} | {fmt(row['rate'])} | {fmt(row['p50'], ' ms')} | {fmt(row['p99'], ' ms')} "
+            f"| {n} | {row.get('cases', 0):,} | {fmt(row['rate'])} | {fmt(row['p50'], ' ms')} "
+            f"| {fmt(row['p99'], ' ms')} "
             f"| {row['double_claims']} | {row['unresolved']} | {what}: {verdict(all(goals))} |"
         )
     return lines

@@ -37,7 +37,7 @@ class Sizes:
     seconds: float = 5.0
     concurrency: tuple[int, ...] = (1, 8, 32)
     batch_concurrency: int = 4
-    claim_cases: int = 1000
+    claim_cases: int = 3_334  # a round; the rounds together decide 10,000 cases
     reviewers: tuple[int, ...] = (8, 32)
     inbox_cases: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     inbox_repeat: int = 100

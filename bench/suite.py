@@ -204,6 +204,7 @@ def bench_claims(bench: Bench) -> None:
     for reviewers in bench.sizes.reviewers:
         rounds = [claim_round(bench, reviewers) for _ in range(bench.sizes.rounds)]
         result[reviewers] = {
+            "cases": bench.sizes.claim_cases * len(rounds),
             "rate": spread([r["claims_per_s"] for r in rounds]),
             "p50": spread([r["p50_ms"] for r in rounds]),
             "p99": spread([r["p99_ms"] for r in rounds]),
