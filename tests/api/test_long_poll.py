@@ -86,12 +86,14 @@ def test_a_cancelled_case_answers_200_at_once(api, case, as_agent):
     assert response.json()["status"] == "cancelled"
 
 
-def test_the_long_poll_wakes_within_a_second_of_a_resolution_made_elsewhere(api, case, alice):
+def wait_while_resolved_elsewhere(api, case, alice, after: float):
+    """Long-poll `case` (wait=10) while another thread resolves it `after` seconds in;
+    returns the answer and the seconds it took."""
     errors: list[BaseException] = []
 
     def resolve_soon() -> None:
         try:
-            time.sleep(0.5)
+            time.sleep(after)
             resolve_case(case, alice, decision="approve", note="fine")
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
@@ -101,12 +103,15 @@ def test_the_long_poll_wakes_within_a_second_of_a_resolution_made_elsewhere(api,
     resolver = threading.Thread(target=resolve_soon)
     started = time.monotonic()
     resolver.start()
-
     response = resolution(api, case, wait=10)
-
     elapsed = time.monotonic() - started
     resolver.join(timeout=10)
     assert not errors, errors
+    return response, elapsed
+
+
+def test_the_long_poll_wakes_within_a_second_of_a_resolution_made_elsewhere(api, case, alice):
+    response, elapsed = wait_while_resolved_elsewhere(api, case, alice, after=0.5)
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "resolved"
     assert response.json()["resolution"]["resolved_by"] == "alice"
@@ -119,24 +124,7 @@ def test_a_lost_wake_up_is_caught_by_the_status_re_check(api, case, alice, monke
 
     monkeypatch.setattr(wakeups, "publish", lambda case_id: None)  # the wake-up never comes
     monkeypatch.setattr(longpoll, "RECHECK_SECONDS", 0.5)
-    errors: list[BaseException] = []
-
-    def resolve_soon() -> None:
-        try:
-            time.sleep(0.3)
-            resolve_case(case, alice, decision="approve", note="fine")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    resolver = threading.Thread(target=resolve_soon)
-    started = time.monotonic()
-    resolver.start()
-    response = resolution(api, case, wait=10)
-    elapsed = time.monotonic() - started
-    resolver.join(timeout=10)
-    assert not errors, errors
+    response, elapsed = wait_while_resolved_elsewhere(api, case, alice, after=0.3)
     assert response.status_code == 200, response.content
     assert response.json()["resolution"]["resolved_by"] == "alice"  # rendered after the wait
     assert elapsed < 3, f"answered after {elapsed:.1f}s of a 10 s wait"
