@@ -190,9 +190,11 @@ def _close(case: Escalation, status: str, now: datetime) -> None:
     _stop_clock(case)
 
 
-def _save(case: Escalation, now: datetime) -> None:
+def _save(case: Escalation, now: datetime, fields: list[str] | None = None) -> None:
+    """Write the case back: every column, or only `fields` (and updated_at). The hot
+    transitions name theirs, so a claim or a decision does not re-send the 2 KB context."""
     case.updated_at = now
-    case.save()
+    case.save(update_fields=None if fields is None else [*fields, "updated_at"])
 
 
 def _check_priority(priority: str) -> None:
@@ -462,6 +464,11 @@ BREACH_FIELDS = [
     "priority_rank",
     "updated_at",
 ]
+# What a claim writes, and a decision: each after the breach flags _record_missed_targets may
+# set first.
+CLOCK_FIELDS = ["status", "claim_token", "lease_expires_at", "next_due_at", "next_risk_at"]
+CLAIM_FIELDS = [*BREACH_FIELDS, *CLOCK_FIELDS, "claimed_by", "claimed_at", "first_claimed_at"]
+CLOSE_FIELDS = [*BREACH_FIELDS, *CLOCK_FIELDS, "closed_at"]
 
 
 def _record_missed_targets(case: Escalation, now: datetime) -> list[str]:
@@ -532,7 +539,7 @@ def _take_claim(case: Escalation, actor: Actor, now: datetime) -> Escalation:
     case.claim_token = uuid.uuid4()
     case.lease_expires_at = now + timedelta(seconds=case.queue.lease_seconds)
     _run_claimed_clock(case)
-    _save(case, now)
+    _save(case, now, CLAIM_FIELDS)
     audit.record(
         actor=actor,
         verb="escalation.claimed",
@@ -712,7 +719,7 @@ def resolve(
             epoch=scope.epoch if scope else 0,
         )
         _close(case, Status.RESOLVED, now)
-        _save(case, now)
+        _save(case, now, CLOSE_FIELDS)
         delivery.schedule(case, now)
         audit.record(
             actor=actor,

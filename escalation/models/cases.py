@@ -46,13 +46,19 @@ class Decision(models.TextChoices):
 
 class Escalation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    agent = models.ForeignKey("escalation.Agent", on_delete=models.PROTECT, related_name="cases")
-    queue = models.ForeignKey("escalation.Queue", on_delete=models.PROTECT, related_name="cases")
+    # No index of their own: case_agent_status_idx and case_queue_status_idx lead with them,
+    # and every index is one more write per create and per claim or decision.
+    agent = models.ForeignKey(
+        "escalation.Agent", on_delete=models.PROTECT, related_name="cases", db_index=False
+    )
+    queue = models.ForeignKey(
+        "escalation.Queue", on_delete=models.PROTECT, related_name="cases", db_index=False
+    )
     summary = models.CharField(max_length=200)
     confidence = models.FloatField()
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     priority_rank = models.PositiveSmallIntegerField(default=PRIORITY_RANK[Priority.NORMAL])
-    reason = models.SlugField(max_length=64, blank=True)
+    reason = models.SlugField(max_length=64, blank=True, db_index=False)  # never filtered on
     context = models.JSONField(default=dict)
     proposed_action = models.JSONField(null=True, blank=True)
     external_id = models.CharField(max_length=255, blank=True)

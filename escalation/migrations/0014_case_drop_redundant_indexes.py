@@ -1,0 +1,67 @@
+"""Drop four indexes of the case table that no query needs: the single-column indexes of agent
+and queue (case_agent_status_idx and case_queue_status_idx lead with the same columns) and the
+two of reason (never filtered on). Each index is one more write per create, claim and
+decision. Only the indexes are dropped: letting Django alter the foreign keys would drop and
+re-validate their constraints over the whole table."""
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+DROPPED = {
+    "escalation_escalation_agent_id_de6b19e2": '("agent_id")',
+    "escalation_escalation_queue_id_5bf54e62": '("queue_id")',
+    "escalation_escalation_reason_f5b7258e": '("reason")',
+}
+
+
+def _drop(name: str, columns: str) -> migrations.RunSQL:
+    return migrations.RunSQL(
+        f'DROP INDEX IF EXISTS "{name}"',
+        f'CREATE INDEX IF NOT EXISTS "{name}" ON "escalation_escalation" {columns}',
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("escalation", "0013_inbox_queue_urgency_index"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                *(_drop(name, columns) for name, columns in DROPPED.items()),
+                # PostgreSQL only: the LIKE index a SlugField gets there.
+                migrations.RunSQL(
+                    'DROP INDEX IF EXISTS "escalation_escalation_reason_f5b7258e_like"',
+                    migrations.RunSQL.noop,
+                ),
+            ],
+            state_operations=[
+                migrations.AlterField(
+                    model_name="escalation",
+                    name="agent",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="cases",
+                        to="escalation.agent",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="escalation",
+                    name="queue",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="cases",
+                        to="escalation.queue",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="escalation",
+                    name="reason",
+                    field=models.SlugField(blank=True, db_index=False, max_length=64),
+                ),
+            ],
+        ),
+    ]
