@@ -69,9 +69,8 @@ def content_hash(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
-def _event_hash(
+def _hash_parts(
     *,
-    seq: int,
     created_at: datetime,
     actor_kind: str,
     actor_user_id: int | None,
@@ -81,26 +80,28 @@ def _event_hash(
     escalation_id: Any,
     queue_id: int | None,
     data: Any,
-    prev_hash: str,
-) -> str:
-    body = canonical_json(
+) -> tuple[str, str, str]:
+    """The canonical JSON an event's hash is taken of, but for its place in the chain, in
+    three parts: the text is parts[0] + prev_hash + parts[1] + str(seq) + parts[2]. (Keys
+    sorted: actor, at, case, data, prev, queue, seq, verb.) PostgreSQL chains a whole write's
+    events from these parts in the statement that locks the chain head (_append_in_sql)."""
+    before = canonical_json(
         {
-            "seq": seq,
-            "at": created_at.astimezone(UTC).isoformat(),
             "actor": [actor_kind, actor_user_id, actor_agent_id, actor_name],
-            "verb": verb,
+            "at": created_at.astimezone(UTC).isoformat(),
             "case": str(escalation_id) if escalation_id else None,
-            "queue": queue_id,
             "data": data,
-            "prev": prev_hash,
         }
     )
-    return hashlib.sha256(body.encode()).hexdigest()
+    return (
+        before[:-1] + ',"prev":"',
+        '","queue":' + canonical_json(queue_id) + ',"seq":',
+        ',"verb":' + canonical_json(verb) + "}",
+    )
 
 
-def hash_of(event: AuditEvent) -> str:
-    return _event_hash(
-        seq=event.seq,
+def _parts_of(event: AuditEvent) -> tuple[str, str, str]:
+    return _hash_parts(
         created_at=event.created_at,
         actor_kind=event.actor_kind,
         actor_user_id=event.actor_user_id,
@@ -110,8 +111,16 @@ def hash_of(event: AuditEvent) -> str:
         escalation_id=event.escalation_id,
         queue_id=event.queue_id,
         data=event.data,
-        prev_hash=event.prev_hash,
     )
+
+
+def _chained_hash(parts: tuple[str, str, str], seq: int, prev_hash: str) -> str:
+    body = parts[0] + prev_hash + parts[1] + str(seq) + parts[2]
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def hash_of(event: AuditEvent) -> str:
+    return _chained_hash(_parts_of(event), event.seq, event.prev_hash)
 
 
 def record(
@@ -154,13 +163,23 @@ def record_many(
         )
         for case, queue, data in subjects
     ]
+    if not events:
+        return events
+    append = _append_in_sql if transaction.get_connection().vendor == "postgresql" else _append
+    if not append(events):
+        # First event ever: create the head row; a concurrent creator loses on the primary key
+        # and waits for the head below.
+        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+        append(events)
+    return events
+
+
+def _append(events: list[AuditEvent]) -> bool:
+    """Chain and insert the events under the head's lock; False when there is no head yet."""
     # A plain FOR UPDATE: nothing points at the head row.
     head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
     if head is None:
-        # First event ever: create the head row; a concurrent creator loses on the primary key
-        # and retries the lock below.
-        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        head = lock_row(AuditChainHead, 1, ("seq", "hash"), no_key=False)
+        return False
     seq, prev_hash = head
     for event in events:
         event.seq, event.prev_hash = seq + 1, prev_hash
@@ -168,7 +187,75 @@ def record_many(
         seq, prev_hash = event.seq, event.hash
     AuditEvent.objects.bulk_create(events)
     AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=prev_hash)
-    return events
+    return True
+
+
+# One statement: lock the head, number and hash the events in order from it (sha256 of the
+# parts _hash_parts prepared, around the previous hash and the number), insert them and move
+# the head. The head is locked only for this statement and the commit, instead of three round
+# trips and the Python between them; under load every writer queues on that lock.
+_APPEND_SQL = """
+WITH RECURSIVE
+head AS (SELECT seq, hash FROM escalation_auditchainhead WHERE id = 1 FOR UPDATE),
+item AS (
+    SELECT * FROM unnest(%(before_prev)s::text[], %(before_seq)s::text[], %(after_seq)s::text[],
+                         %(case_id)s::uuid[], %(queue_id)s::int[], %(data)s::text[])
+        WITH ORDINALITY AS item(before_prev, before_seq, after_seq, case_id, queue_id, data, n)
+),
+chain AS (
+    SELECT 0::bigint AS n, seq, hash::text, NULL::text AS prev_hash FROM head
+    UNION ALL
+    SELECT item.n, chain.seq + 1,
+           encode(sha256(convert_to(item.before_prev || chain.hash || item.before_seq
+                                    || (chain.seq + 1)::text || item.after_seq, 'UTF8')), 'hex'),
+           chain.hash::text
+    FROM chain JOIN item ON item.n = chain.n + 1
+),
+inserted AS (
+    INSERT INTO escalation_auditevent (seq, created_at, actor_kind, actor_user_id,
+        actor_agent_id, actor_name, verb, escalation_id, queue_id, data, prev_hash, hash)
+    SELECT chain.seq, %(created_at)s, %(actor_kind)s, %(actor_user_id)s, %(actor_agent_id)s,
+           %(actor_name)s, %(verb)s, item.case_id, item.queue_id, item.data::jsonb,
+           chain.prev_hash, chain.hash
+    FROM chain JOIN item ON item.n = chain.n
+    RETURNING seq, prev_hash, hash
+),
+moved AS (
+    UPDATE escalation_auditchainhead SET seq = last.seq, hash = last.hash
+    FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) AS last
+    WHERE escalation_auditchainhead.id = 1
+)
+SELECT seq, prev_hash, hash FROM inserted ORDER BY seq
+"""
+
+
+def _append_in_sql(events: list[AuditEvent]) -> bool:
+    """PostgreSQL: _append in one statement (_APPEND_SQL). The hashes are the same as
+    _append's: verify_chain recomputes them in Python."""
+    first = events[0]  # one actor, verb and time for all (record_many)
+    parts = [_parts_of(event) for event in events]
+    params = {
+        "before_prev": [p[0] for p in parts],
+        "before_seq": [p[1] for p in parts],
+        "after_seq": [p[2] for p in parts],
+        "case_id": [event.escalation_id for event in events],
+        "queue_id": [event.queue_id for event in events],
+        "data": [canonical_json(event.data) for event in events],
+        "created_at": first.created_at,
+        "actor_kind": first.actor_kind,
+        "actor_user_id": first.actor_user_id,
+        "actor_agent_id": first.actor_agent_id,
+        "actor_name": first.actor_name,
+        "verb": first.verb,
+    }
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(_APPEND_SQL, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return False
+    for event, (seq, prev_hash, digest) in zip(events, rows, strict=True):
+        event.seq, event.prev_hash, event.hash = seq, prev_hash, digest
+    return True
 
 
 @dataclass(frozen=True)

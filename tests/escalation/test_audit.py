@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from escalation import audit, transitions
 from escalation.audit import Actor
@@ -29,6 +32,61 @@ def test_a_chain_of_real_work_verifies(history):
     assert report.ok and report.checked == 6 and report.head_seq == 6
     assert [e.seq for e in history] == [1, 2, 3, 4, 5, 6]
     assert all(b.prev_hash == a.hash for a, b in zip(history, history[1:], strict=False))
+
+
+def test_the_hash_parts_around_prev_and_seq_are_the_whole_events_canonical_json():
+    # Hashes written before the parts existed must still verify: the parts, joined around
+    # the previous hash and the number, are exactly the canonical JSON of the whole event.
+    at = datetime(2026, 12, 2, 18, 30, 1, 123456, tzinfo=UTC)
+    data = {"note": 'naïve \u2028 "quoted" ✓', "nested": {"b": [1, 2.5, None], "a": True}}
+    parts = audit._hash_parts(
+        created_at=at,
+        actor_kind="agent",
+        actor_user_id=None,
+        actor_agent_id=7,
+        actor_name="bot ✓",
+        verb="escalation.created",
+        escalation_id="0b6f6a3e-5b8e-4c1e-9a57-0d1f2c3b4a59",
+        queue_id=3,
+        data=data,
+    )
+    whole = {
+        "seq": 42,
+        "at": "2026-12-02T18:30:01.123456+00:00",
+        "actor": ["agent", None, 7, "bot ✓"],
+        "verb": "escalation.created",
+        "case": "0b6f6a3e-5b8e-4c1e-9a57-0d1f2c3b4a59",
+        "queue": 3,
+        "data": data,
+        "prev": "ab" * 32,
+    }
+    assert parts[0] + "ab" * 32 + parts[1] + "42" + parts[2] == audit.canonical_json(whole)
+
+
+def test_one_write_of_many_events_is_chained_by_postgresql_as_python_would(case, as_alice):
+    subjects = [(case, None, {"n": n, "text": f"ü {n}"}) for n in range(3)]
+    with transaction.atomic():
+        audit.record(actor=as_alice, verb="test.python", case=case)  # head row exists now
+        head = AuditChainHead.objects.get(pk=1)
+        # Two events the way SQLite writes them, then three the way PostgreSQL does.
+        python_path = [
+            AuditEvent(created_at=case.created_at, actor_kind="system", actor_name="system",
+                       verb="test.python", data={"n": n})
+            for n in range(2)
+        ]  # fmt: skip
+        assert audit._append(python_path)
+        with CaptureQueriesContext(connection) as queries:
+            events = audit.record_many(actor=as_alice, verb="test.many", subjects=subjects)
+    assert len(queries.captured_queries) == 1  # lock, number, hash, insert, move the head
+    first = head.seq + 3
+    assert [e.seq for e in events] == [first, first + 1, first + 2]
+    stored = list(AuditEvent.objects.filter(seq__gte=first).order_by("seq"))
+    assert [e.data for e in stored] == [data for _, _, data in subjects]
+    assert all(audit.hash_of(e) == e.hash for e in stored)
+    assert [e.hash for e in stored] == [e.hash for e in events]
+    assert stored[0].prev_hash == python_path[-1].hash
+    assert AuditChainHead.objects.get(pk=1).hash == events[-1].hash
+    assert audit.verify_chain().ok
 
 
 def test_an_empty_chain_verifies(db):

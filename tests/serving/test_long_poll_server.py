@@ -89,7 +89,12 @@ def test_waiting_long_polls_hold_no_connection_and_all_wake_on_the_decision(
     waiters = [threading.Thread(target=wait_for_it) for _ in range(WAITERS)]
     for thread in waiters:
         thread.start()
-    time.sleep(1.0)  # let every long-poll reach its wait
+    # Let every long-poll reach its wait: the server's pool has opened its connection for
+    # the first of them, then a second more (on a loaded machine the first takes a while).
+    deadline = time.monotonic() + 15
+    while server_connections() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
 
     # The pool keeps at least one connection open, and never more than its two, however
     # many agents wait (>= 1 also proves the count really sees the server's connections).
