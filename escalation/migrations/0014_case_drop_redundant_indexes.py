@@ -21,6 +21,20 @@ def _drop(name: str, columns: str) -> migrations.RunSQL:
     )
 
 
+def _unindexed_foreign_key(name: str) -> migrations.AlterField:
+    """The case's foreign key `name` (to the model of that name), now without an index."""
+    return migrations.AlterField(
+        model_name="escalation",
+        name=name,
+        field=models.ForeignKey(
+            db_index=False,
+            on_delete=django.db.models.deletion.PROTECT,
+            related_name="cases",
+            to=f"escalation.{name}",
+        ),
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("escalation", "0013_inbox_queue_urgency_index"),
@@ -37,26 +51,8 @@ class Migration(migrations.Migration):
                 ),
             ],
             state_operations=[
-                migrations.AlterField(
-                    model_name="escalation",
-                    name="agent",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="cases",
-                        to="escalation.agent",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="escalation",
-                    name="queue",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="cases",
-                        to="escalation.queue",
-                    ),
-                ),
+                _unindexed_foreign_key("agent"),
+                _unindexed_foreign_key("queue"),
                 migrations.AlterField(
                     model_name="escalation",
                     name="reason",
