@@ -1,9 +1,11 @@
 """The audit log: record() appends a hash-chained event; verify_chain() proves the chain.
 
-Linearity: record() locks the single chain-head row (SELECT … FOR UPDATE) inside the caller's
-transaction and holds it until commit, so events are numbered and chained in commit order with
-no gaps. The cost: audit writes (and so state changes) serialize on that one row lock — around
-a thousand a second on PostgreSQL, far above what people deciding cases produce. On SQLite the
+Linearity: events are numbered and chained under the single chain-head row's lock, held until
+commit, so they are in commit order with no gaps. On PostgreSQL record() only queues a write's
+events inside the caller's transaction, and a deferred trigger chains them at COMMIT (migration
+0015): the head is held for that trigger and the commit alone, so writers serialize only there.
+Until then an event has no seq or hash, and the audit table shows it once its transaction has
+committed, as it shows nothing uncommitted. On SQLite record() chains at once (_append): the
 IMMEDIATE transactions already serialize every writer.
 
 Events never copy a case's context or metadata, only their SHA-256, so redacting a case leaves
@@ -83,8 +85,8 @@ def _hash_parts(
 ) -> tuple[str, str, str]:
     """The canonical JSON an event's hash is taken of, but for its place in the chain, in
     three parts: the text is parts[0] + prev_hash + parts[1] + str(seq) + parts[2]. (Keys
-    sorted: actor, at, case, data, prev, queue, seq, verb.) PostgreSQL chains a whole write's
-    events from these parts in the statement that locks the chain head (_append_in_sql)."""
+    sorted: actor, at, case, data, prev, queue, seq, verb.) PostgreSQL chains a write's events
+    from these parts in its commit-time trigger (_pend_in_sql)."""
     before = canonical_json(
         {
             "actor": [actor_kind, actor_user_id, actor_agent_id, actor_name],
@@ -132,7 +134,8 @@ def record(
     data: dict | None = None,
     now: datetime | None = None,
 ) -> AuditEvent:
-    """Append one event. Must run inside the transaction of the change it records."""
+    """Append one event. Must run inside the transaction of the change it records; on
+    PostgreSQL the event gets its seq and hash when that transaction commits."""
     return record_many(actor=actor, verb=verb, subjects=[(case, queue, data)], now=now)[0]
 
 
@@ -143,12 +146,11 @@ def record_many(
     subjects: Sequence[tuple[Any, Any, dict | None]],
     now: datetime | None = None,
 ) -> list[AuditEvent]:
-    """Append one event per (case, queue, data), in order, under one lock of the chain head and
-    in one INSERT (a batch create records a hundred events for the cost of about one)."""
+    """Append one event per (case, queue, data), in order, in one INSERT and one chaining (a
+    batch create records a hundred events for the cost of about one)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.record() must run inside the transaction of its change")
     now = now or timezone.now()
-    # Everything but the chain fields first: the head's lock is held from here to commit.
     events = [
         AuditEvent(
             created_at=now,
@@ -165,12 +167,13 @@ def record_many(
     ]
     if not events:
         return events
-    append = _append_in_sql if transaction.get_connection().vendor == "postgresql" else _append
-    if not append(events):
+    if transaction.get_connection().vendor == "postgresql":
+        _pend_in_sql(events)  # chained at commit: seq, prev_hash and hash stay unset here
+    elif not _append(events):
         # First event ever: create the head row; a concurrent creator loses on the primary key
         # and waits for the head below.
         AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        append(events)
+        _append(events)
     return events
 
 
@@ -190,48 +193,26 @@ def _append(events: list[AuditEvent]) -> bool:
     return True
 
 
-# One statement: lock the head, number and hash the events in order from it (sha256 of the
-# parts _hash_parts prepared, around the previous hash and the number), insert them and move
-# the head. The head is locked only for this statement and the commit, instead of three round
-# trips and the Python between them; under load every writer queues on that lock.
-_APPEND_SQL = """
-WITH RECURSIVE
-head AS (SELECT seq, hash FROM escalation_auditchainhead WHERE id = 1 FOR UPDATE),
-item AS (
-    SELECT * FROM unnest(%(before_prev)s::text[], %(before_seq)s::text[], %(after_seq)s::text[],
-                         %(case_id)s::uuid[], %(queue_id)s::int[], %(data)s::text[])
-        WITH ORDINALITY AS item(before_prev, before_seq, after_seq, case_id, queue_id, data, n)
-),
-chain AS (
-    SELECT 0::bigint AS n, seq, hash::text, NULL::text AS prev_hash FROM head
-    UNION ALL
-    SELECT item.n, chain.seq + 1,
-           encode(sha256(convert_to(item.before_prev || chain.hash || item.before_seq
-                                    || (chain.seq + 1)::text || item.after_seq, 'UTF8')), 'hex'),
-           chain.hash::text
-    FROM chain JOIN item ON item.n = chain.n + 1
-),
-inserted AS (
-    INSERT INTO escalation_auditevent (seq, created_at, actor_kind, actor_user_id,
-        actor_agent_id, actor_name, verb, escalation_id, queue_id, data, prev_hash, hash)
-    SELECT chain.seq, %(created_at)s, %(actor_kind)s, %(actor_user_id)s, %(actor_agent_id)s,
-           %(actor_name)s, %(verb)s, item.case_id, item.queue_id, item.data::jsonb,
-           chain.prev_hash, chain.hash
-    FROM chain JOIN item ON item.n = chain.n
-    RETURNING seq, prev_hash, hash
-),
-moved AS (
-    UPDATE escalation_auditchainhead SET seq = last.seq, hash = last.hash
-    FROM (SELECT seq, hash FROM chain ORDER BY n DESC LIMIT 1) AS last
-    WHERE escalation_auditchainhead.id = 1
-)
-SELECT seq, prev_hash, hash FROM inserted ORDER BY seq
+# PostgreSQL: the events wait in escalation_auditpending, which takes no lock, and a deferred
+# trigger chains them at COMMIT (migration 0015): the head is locked only for that trigger and
+# the commit, inside PostgreSQL, not across the rest of the caller's transaction and its
+# round trips. The trigger numbers and hashes them from the parts _hash_parts prepared (sha256
+# around the previous hash and the number); verify_chain recomputes the hashes in Python.
+_PEND_SQL = """
+INSERT INTO escalation_auditpending (created_at, actor_kind, actor_user_id, actor_agent_id,
+    actor_name, verb, escalation_id, queue_id, data, before_prev, before_seq, after_seq)
+SELECT %(created_at)s, %(actor_kind)s, %(actor_user_id)s, %(actor_agent_id)s, %(actor_name)s,
+       %(verb)s, item.case_id, item.queue_id, item.data, item.before_prev, item.before_seq,
+       item.after_seq
+FROM unnest(%(case_id)s::uuid[], %(queue_id)s::int[], %(data)s::text[],
+            %(before_prev)s::text[], %(before_seq)s::text[], %(after_seq)s::text[])
+    WITH ORDINALITY AS item(case_id, queue_id, data, before_prev, before_seq, after_seq, n)
+ORDER BY item.n
 """
 
 
-def _append_in_sql(events: list[AuditEvent]) -> bool:
-    """PostgreSQL: _append in one statement (_APPEND_SQL). The hashes are the same as
-    _append's: verify_chain recomputes them in Python."""
+def _pend_in_sql(events: list[AuditEvent]) -> None:
+    """PostgreSQL: queue the events for the commit-time seal, in order, in one statement."""
     first = events[0]  # one actor, verb and time for all (record_many)
     parts = [_parts_of(event) for event in events]
     params = {
@@ -249,13 +230,7 @@ def _append_in_sql(events: list[AuditEvent]) -> bool:
         "verb": first.verb,
     }
     with transaction.get_connection().cursor() as cursor:
-        cursor.execute(_APPEND_SQL, params)
-        rows = cursor.fetchall()
-    if not rows:
-        return False
-    for event, (seq, prev_hash, digest) in zip(events, rows, strict=True):
-        event.seq, event.prev_hash, event.hash = seq, prev_hash, digest
-    return True
+        cursor.execute(_PEND_SQL, params)
 
 
 @dataclass(frozen=True)

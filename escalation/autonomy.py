@@ -8,8 +8,9 @@ verdicts, assisted decisions and QA samples of the current epoch; a fall-back (C
 the 28-day window test, a critical QA finding, a manager's kill switch) returns the scope to
 assisted and starts a new epoch, so re-promotion needs labels collected after it.
 
-Lock order, everywhere: the case row, then the scope row, then the audit chain head (and the
-calibration cells under it). escalation.transitions.resolve follows it for QA cases.
+Lock order, everywhere: the case row, then the scope row, then the calibration cell, then the
+audit chain head (taken at commit on PostgreSQL). escalation.transitions.resolve follows it
+for QA cases.
 """
 
 from __future__ import annotations

@@ -302,8 +302,6 @@ def _record_held(
         "status_code": status_code,
         "url": delivery.url,
     }
-    # The events are recorded last, so the audit chain head, which every writer waits for, is
-    # held only for them and the commit.
     events: list[tuple[str, dict]] = []
     if succeeded:
         delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED, now

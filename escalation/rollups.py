@@ -4,9 +4,9 @@ Two ways, each chosen for what it counts:
 
 - Calibration cells are exact counters, changed in the resolve transaction itself
   (count_resolution). A resolution never changes afterwards, so one increment per resolution is
-  the whole story, and the certificate never lags behind the last decision. The increment runs
-  after audit.record, i.e. while the chain-head lock is held: only one transaction at a time
-  can touch a cell, so there is no deadlock between cells and no race on a cell's first insert.
+  the whole story, and the certificate never lags behind the last decision. The increment is one
+  upsert, so a cell's first label needs no lock around it, and a transaction touches one cell,
+  so cells cannot deadlock.
 - Day rollups (cases, resolutions, duration histograms per UTC day) are rebuilt, not
   incremented, by a periodic fold (refresh): it reads the audit events since its cursor (the
   log is gap-free and in commit order, so nothing is skipped), finds the days of the cases they
@@ -194,53 +194,49 @@ def merged_percentiles(rows: Iterable[dict], key: str | None, fractions: Sequenc
 # --- calibration cells (exact, in the resolve transaction) --------------------------------------
 
 
+# One label's cell, inserted, or added to the cell when it exists (PostgreSQL and SQLite).
+_CELL_UPSERT_SQL = """
+INSERT INTO escalation_calibrationcell AS cell (agent_id, agent_version, queue_id, source, epoch,
+    g, n, approved, modified, rejected, sum_c, sum_c2, sum_c_approved, min_c)
+VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (agent_id, agent_version, queue_id, source, epoch, g) DO UPDATE SET
+    n = cell.n + 1,
+    approved = cell.approved + excluded.approved,
+    modified = cell.modified + excluded.modified,
+    rejected = cell.rejected + excluded.rejected,
+    sum_c = cell.sum_c + excluded.sum_c,
+    sum_c2 = cell.sum_c2 + excluded.sum_c2,
+    sum_c_approved = cell.sum_c_approved + excluded.sum_c_approved,
+    min_c = CASE WHEN excluded.min_c < cell.min_c THEN excluded.min_c ELSE cell.min_c END
+"""
+
+
 def count_resolution(case: Escalation, decision: str, *, epoch: int = 0) -> None:
     """Add one label of `case` (its decision, or a shadow case's verdict) to its calibration
     cell: by agent, version, queue, label source and the scope's epoch. Call inside the
-    transaction that makes the label, after audit.record (which holds the chain-head lock
-    until commit)."""
+    transaction that makes the label. One upsert: a cell's first label and a concurrent one
+    need no other lock (a transaction touches one cell, so cells cannot deadlock)."""
     c = float(case.confidence)
-    key = {
-        "agent_id": case.agent_id,
-        "agent_version": case.agent_version,
-        "queue_id": case.queue_id,
-        "source": case.label_source,
-        "epoch": epoch,
-        "g": calibration.grid_index(c),
-    }
-    approved = decision == Decision.APPROVE
-    counter = {
-        Decision.APPROVE: "approved",
-        Decision.MODIFY: "modified",
-        Decision.REJECT: "rejected",
-    }[decision]
-    updated = CalibrationCell.objects.filter(**key).update(
-        n=F("n") + 1,
-        sum_c=F("sum_c") + c,
-        sum_c2=F("sum_c2") + c * c,
-        sum_c_approved=F("sum_c_approved") + (c if approved else 0.0),
-        min_c=Least(F("min_c"), Value(c, output_field=FloatField())),
-        **{counter: F(counter) + 1},
-    )
-    if not updated:
-        CalibrationCell.objects.create(
-            **key,
-            n=1,
-            sum_c=c,
-            sum_c2=c * c,
-            sum_c_approved=c if approved else 0.0,
-            min_c=c,
-            **{counter: 1},
-        )
+    key = [case.agent_id, case.agent_version, case.queue_id, case.label_source, epoch]
+    key.append(calibration.grid_index(c))
+    counts = [int(decision == d) for d in (Decision.APPROVE, Decision.MODIFY, Decision.REJECT)]
+    sums = [c, c * c, c if decision == Decision.APPROVE else 0.0]
+    with connection.cursor() as cursor:
+        cursor.execute(_CELL_UPSERT_SQL, key + counts + sums + [c])
 
 
 def rebuild_calibration() -> int:
     """Recompute every cell from the resolutions (after a bulk load, or to check the
-    counters). Holds the chain-head lock, so no resolution commits meanwhile. Returns cells."""
+    counters). Returns cells. On PostgreSQL the cells table is locked against writes (reads go
+    on): a resolution that already counted its label commits first and is in the rebuild, one
+    that has not waits for it and counts into the rebuilt cell. (SQLite serializes writers.)"""
     from escalation.queries import calibration_counts
 
     with transaction.atomic():
-        AuditChainHead.objects.select_for_update().filter(pk=1).first()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                table = connection.ops.quote_name(CalibrationCell._meta.db_table)
+                cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
         CalibrationCell.objects.all().delete()
         rows = calibration_counts(
             Escalation.objects.all(),

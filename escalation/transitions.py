@@ -283,7 +283,7 @@ class Intake:
             )
         if self._open_cases is None:
             # The agent row lock, held until commit, makes count-then-insert safe: concurrent
-            # creates of one agent queue here (they would queue on the audit chain head anyway).
+            # creates of one agent queue here.
             # NO KEY UPDATE, like every row lock here: a plain FOR UPDATE also blocks the
             # foreign-key checks of rows that point at the agent, which PostgreSQL runs at
             # commit, after the chain head is taken: a create waiting for the head and a commit
@@ -331,8 +331,6 @@ class Intake:
         if not self.cases:
             return []
         Escalation.objects.bulk_create(self.cases)
-        # The audit events last: the chain head, which every writer waits for, is then held
-        # only for their INSERT and the commit.
         outbox.enqueue_many("route", cases=self.cases)
         audit.record_many(
             actor=self.actor,
@@ -734,8 +732,7 @@ def resolve(
                 **({"critical": critical} if qa else {}),
             },
         )
-        # After audit.record: the chain-head lock serializes the cell updates. A shadow
-        # case's label is its verdict, counted when it is given.
+        # A shadow case's label is its verdict, counted when it is given.
         if case.label_source != LabelSource.SHADOW:
             rollups.count_resolution(case, decision, epoch=scope.epoch if scope else 0)
         if qa:

@@ -24,6 +24,26 @@ def _eager_outbox(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
 
 
+@pytest.fixture(autouse=True)
+def _audit_sealed_per_statement(request):
+    """A test inside pytest-django's transaction never commits, so on PostgreSQL the audit
+    chain's commit-time seal (migration 0015) would never run: there it seals at the end of
+    each statement instead. Tests with real transactions (transaction=True, live servers)
+    seal at commit, as production does."""
+    names = request.fixturenames
+    if "transactional_db" in names or "live_server" in names:
+        return
+    if "db" in names:
+        request.getfixturevalue("db")
+    elif request.node.get_closest_marker("django_db") is None:
+        return
+    from django.db import connection
+
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS escalation_audit_seal IMMEDIATE")
+
+
 @pytest.fixture
 def ops(db):
     return TeamFactory(slug="ops", name="Operations")

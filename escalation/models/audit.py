@@ -13,8 +13,8 @@ class ActorKind(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    # The sequence is the primary key: gap-free and strictly increasing because every write
-    # holds the chain-head lock (see escalation.audit).
+    # The sequence is the primary key: gap-free and strictly increasing because events are
+    # numbered under the chain-head lock, held until commit (see escalation.audit).
     seq = models.BigIntegerField(primary_key=True)
     created_at = models.DateTimeField()
     actor_kind = models.CharField(max_length=10, choices=ActorKind.choices)

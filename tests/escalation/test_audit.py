@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -67,7 +68,6 @@ def test_one_write_of_many_events_is_chained_by_postgresql_as_python_would(case,
     subjects = [(case, None, {"n": n, "text": f"ü {n}"}) for n in range(3)]
     with transaction.atomic():
         audit.record(actor=as_alice, verb="test.python", case=case)  # head row exists now
-        head = AuditChainHead.objects.get(pk=1)
         # Two events the way SQLite writes them, then three the way PostgreSQL does.
         python_path = [
             AuditEvent(created_at=case.created_at, actor_kind="system", actor_name="system",
@@ -77,15 +77,78 @@ def test_one_write_of_many_events_is_chained_by_postgresql_as_python_would(case,
         assert audit._append(python_path)
         with CaptureQueriesContext(connection) as queries:
             events = audit.record_many(actor=as_alice, verb="test.many", subjects=subjects)
-    assert len(queries.captured_queries) == 1  # lock, number, hash, insert, move the head
-    first = head.seq + 3
-    assert [e.seq for e in events] == [first, first + 1, first + 2]
-    stored = list(AuditEvent.objects.filter(seq__gte=first).order_by("seq"))
+    assert len(queries.captured_queries) == 1  # one INSERT into the pending table
+    assert [e.seq for e in events] == [None] * 3  # numbered by the seal, not in Python
+    stored = list(AuditEvent.objects.filter(verb="test.many").order_by("seq"))
+    first = python_path[-1].seq + 1
+    assert [e.seq for e in stored] == [first, first + 1, first + 2]
     assert [e.data for e in stored] == [data for _, _, data in subjects]
     assert all(audit.hash_of(e) == e.hash for e in stored)
-    assert [e.hash for e in stored] == [e.hash for e in events]
     assert stored[0].prev_hash == python_path[-1].hash
-    assert AuditChainHead.objects.get(pk=1).hash == events[-1].hash
+    assert AuditChainHead.objects.get(pk=1).hash == stored[-1].hash
+    assert audit.verify_chain().ok
+
+
+def _pending_events() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM escalation_auditpending")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_chain_head_is_taken_at_commit_so_an_open_transaction_holds_up_no_writer():
+    """A transaction that recorded an event and is still working (its client busy, or waiting
+    for a round trip) does not hold the chain head: another writer records and commits past
+    it, and the first one's event is chained after, at its own commit."""
+    recorded, finish = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                audit.record(actor=Actor.system(), verb="test.slow")
+                recorded.set()
+                assert finish.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert recorded.wait(10)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait for the head fails here
+        audit.record(actor=Actor.system(), verb="test.quick")
+    assert AuditEvent.objects.filter(verb="test.slow").count() == 0  # not committed yet
+    finish.set()
+    thread.join(10)
+    assert not errors, errors
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", "verb")) == [
+        (1, "test.quick"),
+        (2, "test.slow"),
+    ]
+    assert _pending_events() == 0
+    assert audit.verify_chain().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_of_a_rolled_back_transaction_or_savepoint_are_never_chained():
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        audit.record(actor=Actor.system(), verb="test.rolled_back")
+        1 / 0  # noqa: B018 - the failure that rolls the transaction back
+    with transaction.atomic():
+        audit.record(actor=Actor.system(), verb="test.kept")
+        with pytest.raises(ZeroDivisionError), transaction.atomic():
+            audit.record(actor=Actor.system(), verb="test.savepoint_rolled_back")
+            1 / 0  # noqa: B018
+        audit.record(actor=Actor.system(), verb="test.kept")
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", "verb")) == [
+        (1, "test.kept"),
+        (2, "test.kept"),
+    ]
+    assert _pending_events() == 0
     assert audit.verify_chain().ok
 
 
