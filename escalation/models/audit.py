@@ -32,15 +32,22 @@ class AuditEvent(models.Model):
     )
     actor_name = models.CharField(max_length=150)
     verb = models.CharField(max_length=64)
+    # No single-column indexes: audit_case_idx and the two queue indexes lead with them.
     escalation = models.ForeignKey(
         "escalation.Escalation",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="audit_events",
+        db_index=False,
     )
     queue = models.ForeignKey(
-        "escalation.Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "escalation.Queue",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     data = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
