@@ -10,8 +10,8 @@ through every later statement of the transaction and the client's round trips to
 reviewers queued on it (bench/RESULTS.md: on average 3.7 of 8 reviewers were waiting for it).
 
 The pending table is UNLOGGED: a row lives only inside its own transaction, so it never needs
-to survive a crash, and its writes cost no WAL. No committed row ever stays in it, so the rows
-a transaction sees there are its own. Both triggers fire even for replication sessions
+to survive a crash, and its writes cost no WAL. Each row carries its transaction's id, and the
+seal takes only its own. Both triggers fire even for replication sessions
 (ENABLE ALWAYS), like the audit table's append-only trigger (0002).
 
 `SET CONSTRAINTS escalation_audit_seal IMMEDIATE` seals at the end of each statement instead
@@ -24,6 +24,7 @@ from django.db import migrations
 FORWARD = r"""
 CREATE UNLOGGED TABLE escalation_auditpending (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
     created_at timestamptz NOT NULL,
     actor_kind varchar(10) NOT NULL,
     actor_user_id integer,
@@ -37,6 +38,9 @@ CREATE UNLOGGED TABLE escalation_auditpending (
     before_seq text NOT NULL,
     after_seq text NOT NULL
 );
+-- The seal reads its own transaction's rows by this index: a scan of the table would also
+-- walk every row deleted since the last vacuum, and every write deletes what it inserts.
+CREATE INDEX escalation_auditpending_tx ON escalation_auditpending (tx, id);
 
 CREATE FUNCTION handoff_audit_seal() RETURNS trigger AS $$
 BEGIN
@@ -50,7 +54,10 @@ BEGIN
         ON CONFLICT (id) DO NOTHING;
     WITH RECURSIVE
     head AS (SELECT seq, hash FROM escalation_auditchainhead WHERE id = 1 FOR UPDATE),
-    item AS (SELECT p.*, row_number() OVER (ORDER BY p.id) AS n FROM escalation_auditpending p),
+    item AS (
+        SELECT p.*, row_number() OVER (ORDER BY p.id) AS n
+        FROM escalation_auditpending p WHERE p.tx = pg_current_xact_id()
+    ),
     chain AS (
         SELECT 0::bigint AS n, seq, hash::text, NULL::text AS prev_hash FROM head
         UNION ALL
