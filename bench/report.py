@@ -149,7 +149,8 @@ def longpoll(r: dict) -> list[str]:
         "",
         "| ingest alone cases/s | with the waiters | kept | wake p50 | wake p99 "
         "| answers 200 / other "
-        "| PG connections in use while waiting (open) | in use during ingest (max) |",
+        "| PG connections held while waiting: fewest in use in 10 samples over 1 s (open) "
+        "| in use during ingest (max) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         f"| {fmt(r['alone'])} | {fmt(r['with_waiters'])} | {kept:.0%} "
         f"| {fmt(r['wake_p50_ms'], ' ms')} | {fmt(r['wake_p99_ms'], ' ms')} "
