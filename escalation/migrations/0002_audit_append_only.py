@@ -4,6 +4,8 @@ database owner (test databases are flushed that way)."""
 
 from django.db import migrations
 
+from escalation.migrations._helpers import postgresql_only
+
 FORWARD = """
 CREATE OR REPLACE FUNCTION handoff_audit_append_only() RETURNS trigger AS $$
 BEGIN
@@ -24,17 +26,7 @@ DROP FUNCTION IF EXISTS handoff_audit_append_only();
 """
 
 
-def forward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORWARD, params=None)
-
-
-def backward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(BACKWARD, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("escalation", "0001_initial")]
 
-    operations = [migrations.RunPython(forward, backward)]
+    operations = [postgresql_only(FORWARD, BACKWARD)]

@@ -7,18 +7,13 @@ re-validate their constraints over the whole table."""
 import django.db.models.deletion
 from django.db import migrations, models
 
+from escalation.migrations._helpers import drop_index
+
 DROPPED = {
     "escalation_escalation_agent_id_de6b19e2": '("agent_id")',
     "escalation_escalation_queue_id_5bf54e62": '("queue_id")',
     "escalation_escalation_reason_f5b7258e": '("reason")',
 }
-
-
-def _drop(name: str, columns: str) -> migrations.RunSQL:
-    return migrations.RunSQL(
-        f'DROP INDEX IF EXISTS "{name}"',
-        f'CREATE INDEX IF NOT EXISTS "{name}" ON "escalation_escalation" {columns}',
-    )
 
 
 def _unindexed_foreign_key(name: str) -> migrations.AlterField:
@@ -43,7 +38,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.SeparateDatabaseAndState(
             database_operations=[
-                *(_drop(name, columns) for name, columns in DROPPED.items()),
+                *(drop_index("escalation_escalation", name, cols) for name, cols in DROPPED.items()),
                 # PostgreSQL only: the LIKE index a SlugField gets there.
                 migrations.RunSQL(
                     'DROP INDEX IF EXISTS "escalation_escalation_reason_f5b7258e_like"',

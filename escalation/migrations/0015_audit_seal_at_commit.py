@@ -21,6 +21,8 @@ Python (escalation.audit._append): its IMMEDIATE transactions serialize every wr
 
 from django.db import migrations
 
+from escalation.migrations._helpers import postgresql_only
+
 FORWARD = r"""
 CREATE UNLOGGED TABLE escalation_auditpending (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -99,17 +101,7 @@ DROP FUNCTION IF EXISTS handoff_audit_seal();
 """
 
 
-def forward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORWARD, params=None)
-
-
-def backward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(BACKWARD, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("escalation", "0014_case_drop_redundant_indexes")]
 
-    operations = [migrations.RunPython(forward, backward)]
+    operations = [postgresql_only(FORWARD, BACKWARD)]

@@ -6,16 +6,27 @@ entry per event, written while the chain head is held. Only the indexes are drop
 import django.db.models.deletion
 from django.db import migrations, models
 
+from escalation.migrations._helpers import drop_index
+
 DROPPED = {
     "escalation_auditevent_escalation_id_4a1f117b": '("escalation_id")',
     "escalation_auditevent_queue_id_36c54033": '("queue_id")',
 }
 
 
-def _drop(name: str, columns: str) -> migrations.RunSQL:
-    return migrations.RunSQL(
-        f'DROP INDEX IF EXISTS "{name}"',
-        f'CREATE INDEX IF NOT EXISTS "{name}" ON "escalation_auditevent" {columns}',
+def _unindexed_foreign_key(name: str, to: str, related_name: str) -> migrations.AlterField:
+    """The event's nullable foreign key `name`, now without an index."""
+    return migrations.AlterField(
+        model_name="auditevent",
+        name=name,
+        field=models.ForeignKey(
+            blank=True,
+            db_index=False,
+            null=True,
+            on_delete=django.db.models.deletion.PROTECT,
+            related_name=related_name,
+            to=to,
+        ),
     )
 
 
@@ -24,32 +35,13 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[_drop(name, columns) for name, columns in DROPPED.items()],
+            database_operations=[
+                drop_index("escalation_auditevent", name, columns)
+                for name, columns in DROPPED.items()
+            ],
             state_operations=[
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="escalation",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="audit_events",
-                        to="escalation.escalation",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="queue",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="escalation.queue",
-                    ),
-                ),
+                _unindexed_foreign_key("escalation", "escalation.escalation", "audit_events"),
+                _unindexed_foreign_key("queue", "escalation.queue", "+"),
             ],
         ),
     ]
