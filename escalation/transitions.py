@@ -231,8 +231,9 @@ class Intake:
 
     Use it inside one transaction. add() decides each case at once, in order: the priority,
     the queue, and the open-case cap, counting the cases added before it (the first add takes
-    the agent's row lock). Nothing is written until save(), which inserts the cases, their
-    routing jobs and their `escalation.created` events in three statements. A refused add()
+    the agent's row lock; the agent's open cases are counted only once its open_cases_bound
+    reaches the cap). Nothing is written until save(), which inserts the cases, their routing
+    jobs and their `escalation.created` events and raises the bound, in four statements. A refused add()
     raises TransitionError and leaves the others as they were, so a batch needs no savepoint
     per case.
     """
@@ -246,7 +247,10 @@ class Intake:
         self.agent = agent
         self.now = now or timezone.now()
         self.cases: list[Escalation] = []
+        # At least the agent's open cases, counting those added here (see Agent.open_cases_bound);
+        # exact once _counted.
         self._open_cases: int | None = None
+        self._locked = self._counted = False
         self._may_post: dict[int, bool] = {}
         self._saved = False
         for queue in checked_queues:
@@ -281,17 +285,25 @@ class Intake:
             raise TransitionError(
                 f"agent {agent.name} may not post to queue {queue.slug}", code="forbidden"
             )
-        if self._open_cases is None:
-            # The agent row lock, held until commit, makes count-then-insert safe: concurrent
+        if not self._locked:
+            # The agent row lock, held until commit, makes check-then-insert safe: concurrent
             # creates of one agent queue here.
             # NO KEY UPDATE, like every row lock here: a plain FOR UPDATE also blocks the
             # foreign-key checks of rows that point at the agent, which PostgreSQL runs at
             # commit, after the chain head is taken: a create waiting for the head and a commit
             # holding it (an event whose actor is this agent) then deadlocked.
-            lock_row(type(agent), agent.pk)
-            self._open_cases = Escalation.objects.filter(
-                agent=agent, status__in=ACTIVE_STATUSES
-            ).count()
+            (self._open_cases,) = lock_row(type(agent), agent.pk, ["open_cases_bound"])
+            self._locked = True
+        if not self._counted and (
+            self._open_cases is None or self._open_cases >= agent.max_open_cases
+        ):
+            # The bound says the cap may be reached: count (the cases added here are not
+            # written yet).
+            self._open_cases = (
+                len(self.cases)
+                + Escalation.objects.filter(agent=agent, status__in=ACTIVE_STATUSES).count()
+            )
+            self._counted = True
         if self._open_cases >= agent.max_open_cases:
             raise TransitionError(
                 f"agent {agent.name} already has {self._open_cases} open cases "
@@ -331,6 +343,7 @@ class Intake:
         if not self.cases:
             return []
         Escalation.objects.bulk_create(self.cases)
+        type(self.agent).objects.filter(pk=self.agent.pk).update(open_cases_bound=self._open_cases)
         outbox.enqueue_many("route", cases=self.cases)
         audit.record_many(
             actor=self.actor,

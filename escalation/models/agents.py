@@ -43,6 +43,10 @@ class Agent(models.Model):
     rate_per_second = models.FloatField(default=50.0)
     rate_burst = models.PositiveIntegerField(default=100)
     max_open_cases = models.PositiveIntegerField(default=10_000)
+    # Never fewer than the agent's open and claimed cases: a create adds its cases, a close
+    # leaves it alone, so the cap needs a count only once this reaches it (None: count now).
+    # Counting on every create cost a scan of all the agent's open cases under its row lock.
+    open_cases_bound = models.PositiveIntegerField(null=True, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

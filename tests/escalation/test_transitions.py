@@ -75,6 +75,34 @@ def test_create_is_refused_past_the_agents_open_case_cap(agent, refunds):
     assert "limit 1" in err.message
 
 
+def _count_queries(fn, **kwargs) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        fn(**kwargs)
+    return sum("COUNT(*)" in q["sql"] for q in captured.captured_queries)
+
+
+def test_the_open_case_cap_counts_only_once_the_agents_bound_reaches_it(agent, refunds):
+    agent.max_open_cases = 3
+    agent.save()
+    # No bound yet (an agent from before it existed): the first create counts.
+    assert _count_queries(make_case, agent=agent, queue=refunds) == 1
+    # Below the cap the bound suffices: no count, however many open cases the agent has.
+    assert _count_queries(make_case, agent=agent, queue=refunds) == 0
+    third = make_case(agent=agent, queue=refunds)
+    agent.refresh_from_db()
+    assert agent.open_cases_bound == 3
+    # A close leaves the bound at the cap; the next create counts and is let in.
+    transitions.cancel(actor=Actor.for_agent(agent), case_id=third.pk)
+    assert _count_queries(make_case, agent=agent, queue=refunds) == 1
+    agent.refresh_from_db()
+    assert agent.open_cases_bound == 3
+    err = assert_refused("open_case_cap", make_case, agent=agent, queue=refunds)
+    assert "already has 3 open cases" in err.message
+
+
 def test_create_refuses_an_unknown_priority(agent, refunds):
     err = assert_refused("invalid", make_case, agent=agent, queue=refunds, priority="asap")
     assert "priority" in err.fields
