@@ -233,9 +233,9 @@ class Intake:
     the queue, and the open-case cap, counting the cases added before it (the first add takes
     the agent's row lock; the agent's open cases are counted only once its open_cases_bound
     reaches the cap). Nothing is written until save(), which inserts the cases, their routing
-    jobs and their `escalation.created` events and raises the bound, in four statements. A refused add()
-    raises TransitionError and leaves the others as they were, so a batch needs no savepoint
-    per case.
+    jobs and their `escalation.created` events and raises the bound, in four statements. A
+    refused add() raises TransitionError and leaves the others as they were, so a batch needs
+    no savepoint per case.
     """
 
     def __init__(
