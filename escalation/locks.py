@@ -16,11 +16,8 @@ def lock_row(model, pk, columns: Sequence[str] = (), *, no_key: bool = True) -> 
     FOR NO KEY UPDATE by default, like every row lock here (a plain FOR UPDATE also blocks the
     foreign-key checks of rows pointing at it). SQLite has no row locks; its IMMEDIATE
     transactions already serialize writers."""
-    features, quote = connection.features, connection.ops.quote_name
-    suffix = ""
-    if features.has_select_for_update:
-        no_key = no_key and features.has_select_for_no_key_update
-        suffix = " FOR NO KEY UPDATE" if no_key else " FOR UPDATE"
+    quote = connection.ops.quote_name
+    suffix = lock_clause(no_key=no_key)
     fields = ", ".join(quote(model._meta.get_field(name).column) for name in columns) or "1"
     # Only quoted names from the model's own metadata are formatted in; the key is a parameter.
     sql = (
@@ -33,3 +30,12 @@ def lock_row(model, pk, columns: Sequence[str] = (), *, no_key: bool = True) -> 
     if row is None:
         return None
     return tuple(row) if columns else ()
+
+
+def lock_clause(*, no_key: bool = True) -> str:
+    """ " FOR NO KEY UPDATE" (or " FOR UPDATE") where the database has row locks, else ""."""
+    features = connection.features
+    if not features.has_select_for_update:
+        return ""
+    no_key = no_key and features.has_select_for_no_key_update
+    return " FOR NO KEY UPDATE" if no_key else " FOR UPDATE"

@@ -13,19 +13,32 @@ only after commit.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts import permissions
-from escalation import audit, delivery, labels, outbox, queries, rollups, routing, sla, wakeups
+from escalation import (
+    audit,
+    delivery,
+    labels,
+    outbox,
+    queries,
+    rollups,
+    routing,
+    rows,
+    sla,
+    wakeups,
+)
 from escalation.audit import Actor, content_hash
-from escalation.locks import lock_row
+from escalation.locks import lock_clause, lock_row
 from escalation.models import (
+    Agent,
     ContextUpdate,
     Decision,
     Escalation,
@@ -78,13 +91,32 @@ def _lock(case_id) -> Escalation:
     # Locked in one statement with the join, a waiter whose case was meanwhile moved to another
     # queue (a transfer, routing) has PostgreSQL re-check the new row against the old queue
     # row, drop it, and answer "no such case" (tests/races/test_one_case.py).
+    # Plain SQL (escalation.rows): every transition starts here.
     try:
-        locked = Escalation.objects.select_for_update(no_key=True).filter(pk=case_id)
-        if not locked.values_list("pk"):
-            raise Escalation.DoesNotExist
-        return Escalation.objects.select_related("queue", "agent").get(pk=case_id)
-    except (Escalation.DoesNotExist, ValueError, TypeError):
+        key = Escalation._meta.pk.get_db_prep_value(uuid.UUID(str(case_id)), connection)
+    except ValueError:
         raise TransitionError("no such case", code="not_found") from None
+    case_sql, related_sql = _lock_sql(connection.vendor)
+    found = rows.fetch(case_sql, [key], Escalation)
+    if found is None:
+        raise TransitionError("no such case", code="not_found")
+    (case,) = found
+    case.queue, case.agent = rows.fetch(related_sql, [case.queue_id, case.agent_id], Queue, Agent)
+    return case
+
+
+@functools.cache
+def _lock_sql(vendor: str) -> tuple[str, str]:
+    """_lock's two statements: lock and read the case; read its queue and agent."""
+    lock_case = (
+        f"SELECT {rows.columns(Escalation, 'c')} FROM {rows.table(Escalation)} c"  # noqa: S608
+        f" WHERE c.id = %s{lock_clause()}"
+    )
+    queue_and_agent = (
+        f"SELECT {rows.columns(Queue, 'q')}, {rows.columns(Agent, 'a')}"  # noqa: S608
+        f" FROM {rows.table(Queue)} q, {rows.table(Agent)} a WHERE q.id = %s AND a.id = %s"
+    )
+    return lock_case, queue_and_agent
 
 
 def _status_word(case: Escalation) -> str:
