@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import (
     BooleanField,
     Expression,
@@ -18,6 +19,8 @@ from django.db.models import (
     Value,
 )
 
+from escalation import rows
+from escalation.locks import lock_clause
 from escalation.models import Escalation, Status
 from escalation.models.cases import ACTIVE_STATUSES
 
@@ -33,6 +36,32 @@ def claimable_cases(queue_ids, now: datetime) -> QuerySet[Escalation]:
         Q(status=Status.OPEN) | Q(status=Status.CLAIMED, lease_expires_at__lte=now),
         queue_id__in=queue_ids,
     ).order_by(*URGENCY_ORDER)
+
+
+@functools.cache
+def most_urgent_claimable_sql(vendor: str, queues: int, among: int) -> str:
+    """claimable_cases(...).first(), locked and skipping locked rows, as plain SQL for
+    escalation.rows (Next case runs it on every press): parameters `now`, then `queues` queue
+    ids, then `among` case ids (0: any case of those queues)."""
+    features, quote = connection.features, connection.ops.quote_name
+    lock = lock_clause()
+    if lock and features.has_select_for_update_of:
+        lock += " OF c"
+    if lock and features.has_select_for_update_skip_locked:
+        lock += " SKIP LOCKED"
+    status, lease, queue = (
+        quote(Escalation._meta.get_field(f).column) for f in ("status", "lease_expires_at", "queue")
+    )
+    placeholders = ", ".join(["%s"] * queues)
+    among_sql = f" AND c.id IN ({', '.join(['%s'] * among)})" if among else ""
+    order = ", ".join(f"c.{quote(Escalation._meta.get_field(f).column)}" for f in URGENCY_ORDER)
+    return (
+        f"SELECT {rows.columns(Escalation, 'c')} FROM {rows.table(Escalation)} c"  # noqa: S608
+        f" WHERE (c.{status} = '{Status.OPEN}'"
+        f" OR (c.{status} = '{Status.CLAIMED}' AND c.{lease} <= %s))"
+        f" AND c.{queue} IN ({placeholders}){among_sql}"
+        f" ORDER BY {order} LIMIT 1{lock}"
+    )
 
 
 # How many of each queue's most urgent cases Next case considers: enough that reviewers

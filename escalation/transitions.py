@@ -619,26 +619,37 @@ def claim_next(
     if queue_ids is not None:
         allowed = allowed.filter(pk__in=queue_ids)
     queue_ids = list(allowed)
-    claimable = queries.claimable_cases(queue_ids, now)
+    if not queue_ids:
+        return None
     candidates = queries.next_case_candidates(queue_ids, now)
     if candidates is None:
-        tries = [claimable]
+        tries = [[]]
     elif candidates:
         # The lock re-checks that a candidate is still claimable; if every one was taken
         # meanwhile, all claimable cases are looked at.
-        tries = [claimable.filter(pk__in=candidates), claimable]
+        tries = [candidates, []]
     else:
         return None  # nothing claimable in any of the queues
     with transaction.atomic():
-        for cases in tries:
-            candidate = (
-                cases.select_for_update(skip_locked=True, of=("self",), no_key=True)
-                .select_related("queue", "agent")
-                .first()
-            )
+        for among in tries:
+            candidate = _lock_most_urgent(queue_ids, now, among)
             if candidate is not None:
                 return _take_claim(candidate, actor, now)
     return None
+
+
+def _lock_most_urgent(queue_ids: list[int], now: datetime, among: list) -> Escalation | None:
+    """The most urgent claimable case of the queues (of `among`, when given), locked, with its
+    queue and agent; None when every one is taken. Plain SQL: Next case runs it on each press."""
+    prep = Escalation._meta.pk.get_db_prep_value
+    sql = queries.most_urgent_claimable_sql(connection.vendor, len(queue_ids), len(among))
+    found = rows.fetch(sql, [now, *queue_ids, *(prep(pk, connection) for pk in among)], Escalation)
+    if found is None:
+        return None
+    (case,) = found
+    _, related_sql = _lock_sql(connection.vendor)
+    case.queue, case.agent = rows.fetch(related_sql, [case.queue_id, case.agent_id], Queue, Agent)
+    return case
 
 
 def renew_lease(*, actor: Actor, case_id, claim_token, now: datetime | None = None) -> Escalation:

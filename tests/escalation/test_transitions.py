@@ -250,6 +250,28 @@ def test_claim_next_breaks_due_time_ties_by_priority(agent, refunds, as_alice):
     assert transitions.claim_next(actor=as_alice, now=now).pk == low.pk
 
 
+def test_claim_next_takes_the_first_of_queries_claimable_cases_in_each_state(
+    agent, refunds, as_alice, as_bob
+):
+    # Next case locks in plain SQL; queries.claimable_cases is the same rule as a queryset.
+    from escalation import queries
+
+    now = timezone.now()
+    cases = [make_case(agent=agent, queue=refunds, now=now - timedelta(hours=h)) for h in range(5)]
+    lapsed, held, done, _, _ = cases
+    transitions.claim(actor=as_bob, case_id=lapsed.pk, now=now - timedelta(hours=2))
+    transitions.claim(actor=as_bob, case_id=held.pk, now=now)
+    claimed = transitions.claim(actor=as_bob, case_id=done.pk, now=now)
+    transitions.resolve(
+        actor=as_bob, case_id=done.pk, claim_token=claimed.claim_token, decision="reject"
+    )
+    expected = list(queries.claimable_cases([refunds.pk], now).values_list("pk", flat=True))
+    assert lapsed.pk in expected and held.pk not in expected and done.pk not in expected
+    taken = [transitions.claim_next(actor=as_alice, now=now).pk for _ in expected]
+    assert taken == expected
+    assert transitions.claim_next(actor=as_alice, now=now) is None
+
+
 def test_claim_next_only_looks_in_the_reviewers_queues(agent, compliance, as_alice):
     make_case(agent=agent, queue=compliance)
     assert transitions.claim_next(actor=as_alice) is None
