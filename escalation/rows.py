@@ -10,7 +10,7 @@ Plain reads that are not on a hot path stay querysets.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from django.db import connection, models
@@ -63,3 +63,65 @@ def fetch(sql: str, params: Sequence, *models_in_row: type[models.Model]) -> tup
         found.append(instance(model, row[start : start + width]))
         start += width
     return tuple(found)
+
+
+def update(instance: models.Model, fields: Sequence[str]) -> None:
+    """instance.save(update_fields=fields) as one plain UPDATE, for models with no save() or
+    save signals of their own (the case row: every transition writes it)."""
+    model = type(instance)
+    sql, targets = _update_sql(model, tuple(fields), connection.vendor)
+    params = [
+        field.get_db_prep_save(getattr(instance, field.attname), connection) for field in targets
+    ]
+    params.append(model._meta.pk.get_db_prep_value(instance.pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            raise models.ObjectDoesNotExist(f"{model.__name__} {instance.pk} was not updated")
+
+
+@functools.cache
+def _update_sql(
+    model: type[models.Model], fields: tuple[str, ...], vendor: str
+) -> tuple[str, list]:
+    quote = connection.ops.quote_name
+    targets = [model._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in targets)
+    pk = quote(model._meta.pk.column)
+    return f"UPDATE {table(model)} SET {assignments} WHERE {pk} = %s", targets  # noqa: S608
+
+
+def compiled(build: Callable[..., models.QuerySet]) -> Callable[..., list[tuple]]:
+    """`build(*ids)` returns a queryset whose SQL depends on how many integer ids it is given,
+    not on their values; the wrapper runs that queryset's rows for new ids, compiling its SQL
+    once per database and count instead of on every call. The ids reach the SQL as parameters
+    in the places marker values took on the first build."""
+    cache: dict[tuple[str, int], tuple[str, list, list[tuple[int, int]]]] = {}
+
+    @functools.wraps(build)
+    def run(*ids: int) -> list[tuple]:
+        key = (connection.vendor, len(ids))
+        if key not in cache:
+            markers = [_MARKER - n for n in range(len(ids))]
+            sql, params = build(*markers).query.sql_with_params()
+            slots = [
+                (position, markers.index(value))
+                for position, value in enumerate(params)
+                if type(value) is int and value in markers
+            ]
+            if len(slots) != len(ids):
+                raise ValueError(f"{build.__name__}: each id must be one parameter of the SQL")
+            cache[key] = (sql, list(params), slots)
+        sql, params, slots = cache[key]
+        params = list(params)
+        for position, n in slots:
+            params[position] = ids[n]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    return run
+
+
+# No real id is this small: where it shows up in a compiled query's parameters, an id goes.
+_MARKER = -(2**62)

@@ -226,7 +226,10 @@ def _save(case: Escalation, now: datetime, fields: list[str] | None = None) -> N
     """Write the case back: every column, or only `fields` (and updated_at). The hot
     transitions name theirs, so a claim or a decision does not re-send the 2 KB context."""
     case.updated_at = now
-    case.save(update_fields=None if fields is None else [*fields, "updated_at"])
+    if fields is None:
+        case.save()
+    else:
+        rows.update(case, list(dict.fromkeys([*fields, "updated_at"])))
 
 
 def _check_priority(priority: str) -> None:
@@ -615,10 +618,11 @@ def claim_next(
     now = now or timezone.now()
     if actor.kind != ActorKind.USER:
         raise TransitionError("only people claim cases", code="forbidden")
-    allowed = permissions.visible_queues(actor.user).values_list("pk", flat=True)
+    allowed = permissions.visible_queue_ids(actor.user)
     if queue_ids is not None:
-        allowed = allowed.filter(pk__in=queue_ids)
-    queue_ids = list(allowed)
+        wanted = {int(queue_id) for queue_id in queue_ids}
+        allowed = [queue_id for queue_id in allowed if queue_id in wanted]
+    queue_ids = allowed
     if not queue_ids:
         return None
     candidates = queries.next_case_candidates(queue_ids, now)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
 import string
 from datetime import timedelta
 
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
+from escalation import rows
 from escalation.ssrf import validate_callback_url
 
 KEY_PREFIX = "hnd_"
@@ -101,12 +103,14 @@ class AgentKey(models.Model):
         """The active key (of an active agent) that `raw_key` is, or None."""
         if not raw_key.startswith(KEY_PREFIX) or len(raw_key) < VISIBLE_PREFIX_LENGTH + 33:
             return None
-        key = (
-            cls.objects.select_related("agent")
-            .filter(prefix=raw_key[:VISIBLE_PREFIX_LENGTH], revoked_at__isnull=True)
-            .first()
+        # Plain SQL (escalation.rows): every API request starts here.
+        found = rows.fetch(
+            _key_sql(connection.vendor), [raw_key[:VISIBLE_PREFIX_LENGTH]], cls, Agent
         )
-        if key is None or not key.agent.is_active:
+        if found is None:
+            return None
+        key, key.agent = found
+        if not key.agent.is_active:
             return None
         if not hmac.compare_digest(key.digest, digest_key(raw_key)):
             return None
@@ -139,3 +143,13 @@ class IdempotencyRecord(models.Model):
             models.UniqueConstraint(fields=["agent", "key"], name="idempotency_unique_agent_key")
         ]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+
+@functools.cache
+def _key_sql(vendor: str) -> str:
+    """AgentKey.authenticate's read: the unrevoked key of a prefix, with its agent."""
+    return (
+        f"SELECT {rows.columns(AgentKey, 'k')}, {rows.columns(Agent, 'a')}"  # noqa: S608
+        f" FROM {rows.table(AgentKey)} k JOIN {rows.table(Agent)} a ON a.id = k.agent_id"
+        " WHERE k.prefix = %s AND k.revoked_at IS NULL"
+    )

@@ -1,0 +1,85 @@
+"""escalation.rows: the plain-SQL reads and writes of the hot paths give what the ORM gives."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts import permissions
+from escalation import rows
+from escalation.models import Escalation, Queue
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_row_read_in_sql_equals_the_orms_instance(case):
+    sql = f"SELECT {rows.columns(Escalation, 'c')} FROM {rows.table(Escalation)} c WHERE c.id = %s"
+    (read,) = rows.fetch(sql, [case.pk], Escalation)
+    orm = Escalation.objects.get(pk=case.pk)
+    for field in Escalation._meta.concrete_fields:
+        assert getattr(read, field.attname) == getattr(orm, field.attname), field.name
+    assert isinstance(read.context, dict) and read.pk == case.pk
+    assert rows.fetch(sql, ["00000000-0000-0000-0000-000000000000"], Escalation) is None
+
+
+def test_update_writes_the_named_fields_only(case, alice):
+    case.summary = "changed in memory only"
+    case.claimed_by = alice
+    case.lease_expires_at = timezone.now()
+    rows.update(case, ["claimed_by", "lease_expires_at"])
+    stored = Escalation.objects.get(pk=case.pk)
+    assert stored.claimed_by_id == alice.pk
+    assert stored.lease_expires_at == case.lease_expires_at
+    assert stored.summary != "changed in memory only"
+
+
+def test_update_of_a_missing_row_raises(case):
+    case.pk = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(ObjectDoesNotExist):
+        rows.update(case, ["summary"])
+
+
+def test_compiled_sql_is_built_once_and_run_with_new_ids(refunds, support):
+    builds = []
+
+    @rows.compiled
+    def queue_slug(queue_id: int):
+        builds.append(queue_id)
+        return Queue.objects.filter(pk=queue_id).values_list("slug")
+
+    assert queue_slug(refunds.pk) == [("refunds",)]
+    with CaptureQueriesContext(connection) as captured:
+        assert queue_slug(support.pk) == [("support",)]
+    assert len(builds) == 1 and len(captured.captured_queries) == 1
+
+
+def test_compiled_refuses_a_build_that_does_not_pass_its_id_through():
+    @rows.compiled
+    def ignores_its_id(queue_id: int):
+        return Queue.objects.filter(pk=1).values_list("slug")
+
+    with pytest.raises(ValueError, match="each id must be one parameter"):
+        ignores_its_id(5)
+
+
+def test_visible_queue_ids_and_can_work_agree_with_visible_queues(
+    alice, outsider, refunds, support, compliance, ops
+):
+    inactive = User.objects.create_user("gone", is_active=False)
+    admin = User.objects.create_superuser("root", password="x")  # noqa: S106
+    support.is_active = False
+    support.save()
+    for user in (alice, outsider, inactive, admin):
+        expected = set(permissions.visible_queues(user).values_list("pk", flat=True))
+        assert set(permissions.visible_queue_ids(user)) == expected, user.username
+        for queue in (refunds, support, compliance):
+            assert permissions.can_work_queue(user, queue.pk) == (queue.pk in expected)
+    assert set(permissions.visible_queue_ids(alice)) == {refunds.pk}
+    ops.is_active = False
+    ops.save()
+    assert permissions.visible_queue_ids(alice) == []
+    assert not permissions.can_work_queue(alice, refunds.pk)
