@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from escalation import rows
 from escalation.models import OutboxItem
 
 log = logging.getLogger("handoff.outbox")
@@ -45,9 +46,8 @@ def enqueue_many(kind: str, *, cases: Sequence, payload: dict | None = None) -> 
     commits (a batch of a hundred cases is one Celery message, not a hundred)."""
     if kind not in _handlers():
         raise ValueError(f"unknown outbox kind {kind!r}")
-    items = OutboxItem.objects.bulk_create(
-        [OutboxItem(kind=kind, escalation=case, payload=payload or {}) for case in cases]
-    )
+    items = [OutboxItem(kind=kind, escalation=case, payload=payload or {}) for case in cases]
+    rows.insert(items)
     ids = [item.pk for item in items]
     transaction.on_commit(lambda: send(*ids))
     return items

@@ -49,20 +49,27 @@ def instance(model: type[M], values: Sequence) -> M:
     return model.from_db(connection.alias, names, values)
 
 
-def fetch(sql: str, params: Sequence, *models_in_row: type[models.Model]) -> tuple | None:
-    """Run a SELECT whose columns are columns() of each model in turn; the first row as one
-    instance per model, or None when there is no row."""
+def select(sql: str, params: Sequence, *models_in_row: type[models.Model]) -> list[tuple]:
+    """Run a SELECT whose columns are columns() of each model in turn; each row as one
+    instance per model."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    found, start = [], 0
-    for model in models_in_row:
-        width = len(model._meta.concrete_fields)
-        found.append(instance(model, row[start : start + width]))
-        start += width
-    return tuple(found)
+        found = cursor.fetchall()
+    widths = [len(model._meta.concrete_fields) for model in models_in_row]
+    result = []
+    for row in found:
+        instances, start = [], 0
+        for model, width in zip(models_in_row, widths, strict=True):
+            instances.append(instance(model, row[start : start + width]))
+            start += width
+        result.append(tuple(instances))
+    return result
+
+
+def fetch(sql: str, params: Sequence, *models_in_row: type[models.Model]) -> tuple | None:
+    """select()'s first row, or None when there is none."""
+    found = select(sql, params, *models_in_row)
+    return found[0] if found else None
 
 
 def update(instance: models.Model, fields: Sequence[str]) -> None:
@@ -91,31 +98,63 @@ def _update_sql(
     return f"UPDATE {table(model)} SET {assignments} WHERE {pk} = %s", targets  # noqa: S608
 
 
+def insert(objs: Sequence[models.Model]) -> None:
+    """bulk_create(objs) as one plain multi-row INSERT, for models with no save() or signals
+    of their own; an auto-incremented key is read back into each object, in order."""
+    if not objs:
+        return
+    model = type(objs[0])
+    auto = model._meta.pk if model._meta.pk.db_returning else None
+    targets = [f for f in model._meta.concrete_fields if f is not auto]
+    quote = connection.ops.quote_name
+    one_row = f"({', '.join(['%s'] * len(targets))})"
+    sql = (
+        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in targets)})"  # noqa: S608
+        f" VALUES {', '.join([one_row] * len(objs))}"
+    )
+    if auto is not None:
+        sql += f" RETURNING {quote(auto.column)}"
+    params = [
+        field.get_db_prep_save(field.pre_save(obj, True), connection)
+        for obj in objs
+        for field in targets
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if auto is not None:
+            for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
+                setattr(obj, auto.attname, pk)
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, connection.alias
+
+
 def compiled(build: Callable[..., models.QuerySet]) -> Callable[..., list[tuple]]:
-    """`build(*ids)` returns a queryset whose SQL depends on how many integer ids it is given,
-    not on their values; the wrapper runs that queryset's rows for new ids, compiling its SQL
-    once per database and count instead of on every call. The ids reach the SQL as parameters
-    in the places marker values took on the first build."""
-    cache: dict[tuple[str, int], tuple[str, list, list[tuple[int, int]]]] = {}
+    """`build(*values)` returns a queryset whose SQL depends on how many values (integer ids or
+    strings) it is given, not on what they are; the wrapper runs that queryset for new values
+    and returns its rows as the database sends them (no converters: ask for plain columns, or
+    pass the rows to instance()). Its SQL is compiled once per database and kinds of value
+    instead of on every call: each value reaches the SQL as the parameter that a marker value
+    took on the first build."""
+    cache: dict[tuple, tuple[str, list, list[tuple[int, int]]]] = {}
 
     @functools.wraps(build)
-    def run(*ids: int) -> list[tuple]:
-        key = (connection.vendor, len(ids))
+    def run(*values: int | str) -> list[tuple]:
+        key = (connection.vendor, *(type(value) for value in values))
         if key not in cache:
-            markers = [_MARKER - n for n in range(len(ids))]
+            markers = [_marker(type(value), n) for n, value in enumerate(values)]
             sql, params = build(*markers).query.sql_with_params()
             slots = [
                 (position, markers.index(value))
                 for position, value in enumerate(params)
-                if type(value) is int and value in markers
+                if type(value) in (int, str) and value in markers
             ]
-            if len(slots) != len(ids):
-                raise ValueError(f"{build.__name__}: each id must be one parameter of the SQL")
+            if sorted(n for _, n in slots) != list(range(len(values))):
+                raise ValueError(f"{build.__name__}: each value must be one parameter of the SQL")
             cache[key] = (sql, list(params), slots)
         sql, params, slots = cache[key]
         params = list(params)
         for position, n in slots:
-            params[position] = ids[n]
+            params[position] = values[n]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
@@ -123,5 +162,11 @@ def compiled(build: Callable[..., models.QuerySet]) -> Callable[..., list[tuple]
     return run
 
 
-# No real id is this small: where it shows up in a compiled query's parameters, an id goes.
-_MARKER = -(2**62)
+def _marker(kind: type, n: int) -> int | str:
+    """A value no real id or name is: where it shows up in a compiled query's parameters, the
+    n-th value goes."""
+    if kind is int:
+        return -(2**62) - n
+    if kind is str:
+        return f"\x00rows-marker-{n}\x00"
+    raise TypeError(f"compiled queries take integer ids and strings, not {kind.__name__}")

@@ -377,8 +377,9 @@ class Intake:
         self._saved = True
         if not self.cases:
             return []
-        Escalation.objects.bulk_create(self.cases)
-        type(self.agent).objects.filter(pk=self.agent.pk).update(open_cases_bound=self._open_cases)
+        rows.insert(self.cases)
+        self.agent.open_cases_bound = self._open_cases
+        rows.update(self.agent, ["open_cases_bound"])
         outbox.enqueue_many("route", cases=self.cases)
         audit.record_many(
             actor=self.actor,

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from escalation import rows
 from escalation.api.errors import ApiError
 from escalation.audit import canonical_json
 from escalation.models import Agent, IdempotencyRecord
@@ -52,6 +53,25 @@ def _busy_keys(agent: Agent, keys: set[str]) -> set[str]:
             [ordered, [_lock_id(agent, key) for key in ordered]],
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+def _stored(agent: Agent, keys: set[str], since) -> list[IdempotencyRecord]:
+    """The agent's records of these keys stored after `since` (plain SQL: every create with a
+    key reads them)."""
+    if not keys:
+        return []
+    key_list = ", ".join(["%s"] * len(keys))
+    sql = (
+        f"SELECT {rows.columns(IdempotencyRecord, 'r')} FROM {rows.table(IdempotencyRecord)} r"  # noqa: S608
+        f" WHERE r.agent_id = %s AND r.key IN ({key_list}) AND r.created_at > %s"
+    )
+    prepared_since = IdempotencyRecord._meta.get_field("created_at").get_db_prep_value(
+        since, connection
+    )
+    return [
+        record
+        for (record,) in rows.select(sql, [agent.pk, *keys, prepared_since], IdempotencyRecord)
+    ]
 
 
 def check_key(key, field: str = "Idempotency-Key") -> str:
@@ -105,9 +125,7 @@ class Ledger:
         """Inside the transaction: take the advisory locks and read the stored answers."""
         self.agent, self.now = agent, timezone.now()
         self.busy = busy | _busy_keys(agent, keys - busy)
-        records = IdempotencyRecord.objects.filter(
-            agent=agent, key__in=keys - self.busy, created_at__gt=self.now - IDEMPOTENCY_TTL
-        )
+        records = _stored(agent, keys - self.busy, self.now - IDEMPOTENCY_TTL)
         self.answers = {r.key: (r.request_hash, r.status_code, r.response_body) for r in records}
         self.new: list[IdempotencyRecord] = []
 

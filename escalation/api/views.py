@@ -136,7 +136,7 @@ class CreateBodies:
         values = dict(self._serializer.run_validation(data))
         slug = values.pop("queue")
         if slug not in self._queues:
-            self._queues[slug] = self.agent.allowed_queues().filter(slug=slug).first()
+            self._queues[slug] = self.agent.allowed_queue(slug)
         queue = self._queues[slug]
         if queue is None:
             raise ApiError(

@@ -59,10 +59,14 @@ class Agent(models.Model):
         return self.name
 
     def allowed_queues(self) -> models.QuerySet:
+        return _allowed_queues(self.pk if not self.all_queues else None)
+
+    def allowed_queue(self, slug: str):
+        """allowed_queues()'s queue of this slug, or None (compiled once: every create asks)."""
         from escalation.models.queues import Queue
 
-        queues = Queue.objects.filter(is_active=True)
-        return queues if self.all_queues else queues.filter(pk__in=self.queues.values("pk"))
+        found = _allowed_queue_of_all(slug) if self.all_queues else _listed_queue(self.pk, slug)
+        return rows.instance(Queue, found[0]) if found else None
 
     def may_post_to(self, queue) -> bool:
         return self.allowed_queues().filter(pk=queue.pk).exists()
@@ -153,3 +157,29 @@ def _key_sql(vendor: str) -> str:
         f" FROM {rows.table(AgentKey)} k JOIN {rows.table(Agent)} a ON a.id = k.agent_id"
         " WHERE k.prefix = %s AND k.revoked_at IS NULL"
     )
+
+
+def _allowed_queues(listed_for: int | None) -> models.QuerySet:
+    """The active queues; only those listed for the agent `listed_for` unless it is None (an
+    agent of all queues)."""
+    from escalation.models.queues import Queue
+
+    queues = Queue.objects.filter(is_active=True)
+    if listed_for is None:
+        return queues
+    listed = Agent.queues.through.objects.filter(agent_id=listed_for).values("queue_id")
+    return queues.filter(pk__in=listed)
+
+
+def _queue_columns(queues: models.QuerySet) -> models.QuerySet:
+    return queues.values_list(*(f.attname for f in queues.model._meta.concrete_fields))[:1]
+
+
+@rows.compiled
+def _allowed_queue_of_all(slug: str) -> models.QuerySet:
+    return _queue_columns(_allowed_queues(None).filter(slug=slug))
+
+
+@rows.compiled
+def _listed_queue(agent_id: int, slug: str) -> models.QuerySet:
+    return _queue_columns(_allowed_queues(agent_id).filter(slug=slug))

@@ -62,7 +62,7 @@ def test_compiled_refuses_a_build_that_does_not_pass_its_id_through():
     def ignores_its_id(queue_id: int):
         return Queue.objects.filter(pk=1).values_list("slug")
 
-    with pytest.raises(ValueError, match="each id must be one parameter"):
+    with pytest.raises(ValueError, match="each value must be one parameter"):
         ignores_its_id(5)
 
 
@@ -83,3 +83,20 @@ def test_visible_queue_ids_and_can_work_agree_with_visible_queues(
     ops.save()
     assert permissions.visible_queue_ids(alice) == []
     assert not permissions.can_work_queue(alice, refunds.pk)
+
+
+def test_allowed_queue_agrees_with_allowed_queues(agent, other_agent, refunds, support, compliance):
+    other_agent.all_queues = False
+    other_agent.save()
+    other_agent.queues.set([refunds, compliance])
+    compliance.is_active = False
+    compliance.save()
+    for who in (agent, other_agent):
+        expected = set(who.allowed_queues().values_list("slug", flat=True))
+        for queue in (refunds, support, compliance):
+            found = who.allowed_queue(queue.slug)
+            assert (found is not None) == (queue.slug in expected), (who.name, queue.slug)
+            if found is not None:
+                assert found == queue and found.sla_policy == queue.sla_policy
+        assert who.allowed_queue("no-such-queue") is None
+    assert {q.slug for q in other_agent.allowed_queues()} == {"refunds"}
