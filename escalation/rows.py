@@ -98,9 +98,16 @@ def _update_sql(
     return f"UPDATE {table(model)} SET {assignments} WHERE {pk} = %s", targets  # noqa: S608
 
 
-def insert(objs: Sequence[models.Model]) -> None:
+def insert(
+    objs: Sequence[models.Model],
+    *,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
+) -> None:
     """bulk_create(objs) as one plain multi-row INSERT, for models with no save() or signals
-    of their own; an auto-incremented key is read back into each object, in order."""
+    of their own; an auto-incremented key is read back into each object, in order. With
+    unique_fields and update_fields, a row that conflicts on the former gets the latter
+    overwritten (bulk_create's update_conflicts)."""
     if not objs:
         return
     model = type(objs[0])
@@ -112,6 +119,12 @@ def insert(objs: Sequence[models.Model]) -> None:
         f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in targets)})"  # noqa: S608
         f" VALUES {', '.join([one_row] * len(objs))}"
     )
+    if update_fields:
+        column = [quote(model._meta.get_field(name).column) for name in update_fields]
+        conflict = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
+        sql += f" ON CONFLICT ({conflict}) DO UPDATE SET " + ", ".join(
+            f"{c} = EXCLUDED.{c}" for c in column
+        )
     if auto is not None:
         sql += f" RETURNING {quote(auto.column)}"
     params = [

@@ -36,7 +36,7 @@ from escalation import (
     wakeups,
 )
 from escalation.audit import Actor, content_hash
-from escalation.locks import lock_clause, lock_row
+from escalation.locks import lock_clause
 from escalation.models import (
     Agent,
     ContextUpdate,
@@ -266,11 +266,12 @@ class Intake:
 
     Use it inside one transaction. add() decides each case at once, in order: the priority,
     the queue, and the open-case cap, counting the cases added before it (the first add takes
-    the agent's row lock; the agent's open cases are counted only once its open_cases_bound
-    reaches the cap). Nothing is written until save(), which inserts the cases, their routing
-    jobs and their `escalation.created` events and raises the bound, in four statements. A
-    refused add() raises TransitionError and leaves the others as they were, so a batch needs
-    no savepoint per case.
+    the agent's row lock and raises its open_cases_bound by one; the agent's open cases are
+    counted only once that bound reaches the cap). Nothing else is written until save(), which
+    inserts the cases, their routing jobs and their `escalation.created` events in three
+    statements (a fourth sets the bound after a count or for more than one case). A refused
+    add() raises TransitionError and leaves the others as they were, so a batch needs no
+    savepoint per case; a bound raised for a refused case stays high, which is safe.
     """
 
     def __init__(
@@ -286,6 +287,7 @@ class Intake:
         # exact once _counted.
         self._open_cases: int | None = None
         self._locked = self._counted = False
+        self._stored_bound: int | None = None  # what the agent row holds now
         self._may_post: dict[int, bool] = {}
         self._saved = False
         for queue in checked_queues:
@@ -327,7 +329,10 @@ class Intake:
             # foreign-key checks of rows that point at the agent, which PostgreSQL runs at
             # commit, after the chain head is taken: a create waiting for the head and a commit
             # holding it (an event whose actor is this agent) then deadlocked.
-            (self._open_cases,) = lock_row(type(agent), agent.pk, ["open_cases_bound"])
+            # The UPDATE takes that lock (no key column changes) and raises the bound for this
+            # case in the same statement, so a single create writes the agent row once.
+            self._stored_bound = _raise_open_cases_bound(agent)
+            self._open_cases = None if self._stored_bound is None else self._stored_bound - 1
             self._locked = True
         if not self._counted and (
             self._open_cases is None or self._open_cases >= agent.max_open_cases
@@ -378,8 +383,9 @@ class Intake:
         if not self.cases:
             return []
         rows.insert(self.cases)
-        self.agent.open_cases_bound = self._open_cases
-        rows.update(self.agent, ["open_cases_bound"])
+        if self._open_cases != self._stored_bound:  # a count, or more than one case
+            self.agent.open_cases_bound = self._open_cases
+            rows.update(self.agent, ["open_cases_bound"])
         outbox.enqueue_many("route", cases=self.cases)
         audit.record_many(
             actor=self.actor,
@@ -403,6 +409,19 @@ class Intake:
             ],
         )
         return self.cases
+
+
+def _raise_open_cases_bound(agent) -> int | None:
+    """Lock the agent row and add one to its open_cases_bound; the new bound (None: unknown)."""
+    table, quote = rows.table(type(agent)), connection.ops.quote_name
+    column = quote(type(agent)._meta.get_field("open_cases_bound").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {column} = {column} + 1 WHERE id = %s RETURNING {column}",  # noqa: S608
+            [agent.pk],
+        )
+        (bound,) = cursor.fetchone()
+    return bound
 
 
 def route(*, case_id, now: datetime | None = None) -> Escalation:

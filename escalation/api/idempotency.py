@@ -177,9 +177,8 @@ class Ledger:
 
     def save(self) -> None:
         # A record past its 24 h is overwritten in place.
-        IdempotencyRecord.objects.bulk_create(
+        rows.insert(
             self.new,
-            update_conflicts=True,
             unique_fields=["agent", "key"],
             update_fields=["request_hash", "status_code", "response_body", "created_at"],
         )
