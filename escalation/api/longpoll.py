@@ -20,7 +20,7 @@ from escalation import rows, wakeups
 from escalation.api.authentication import authenticate_key, take_token
 from escalation.api.errors import error_response
 from escalation.api.serializers import case_resource
-from escalation.api.views import own_cases
+from escalation.api.views import read_own_case
 from escalation.models import Escalation
 from escalation.models.cases import TERMINAL_STATUSES
 
@@ -43,7 +43,7 @@ def _authenticate(header: str):
 
 def _load(agent, case_id) -> tuple[dict | None, bool]:
     try:
-        case = own_cases(agent).filter(pk=case_id).first()
+        case = read_own_case(agent, case_id)
         if case is None:
             return None, False
         return case_resource(case), case.status in TERMINAL_STATUSES

@@ -9,6 +9,7 @@ import math
 import re
 import uuid
 
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from escalation import calibration, exports, stats_queries, transitions
+from escalation import calibration, exports, rows, stats_queries, transitions
 from escalation.api import idempotency
 from escalation.api.errors import ApiError
 from escalation.api.schema import error_responses
@@ -34,9 +35,10 @@ from escalation.api.serializers import (
     case_resource,
 )
 from escalation.audit import Actor
-from escalation.models import Escalation, Queue, Status
+from escalation.models import Escalation, Queue, Resolution, Status
 from escalation.timeparse import parse_utc
 
+RESOLVER = Resolution._meta.get_field("resolved_by").related_model
 # Query times as the schema states them: a zone is required (see _parse_time).
 DATE_TIME = {"type": "string", "format": "date-time"}
 # Printable ASCII without blanks at either end (HTTP strips them; see idempotency.check_key).
@@ -88,10 +90,44 @@ def own_cases(agent) -> QuerySet[Escalation]:
 
 
 def own_case(agent, case_id) -> Escalation:
-    case = own_cases(agent).filter(pk=case_id).first() if _is_uuid(case_id) else None
+    case = read_own_case(agent, case_id) if _is_uuid(case_id) else None
     if case is None:
         raise ApiError(404, "not_found", "no such case")
     return case
+
+
+def read_own_case(agent, case_id) -> Escalation | None:
+    """own_cases(agent)'s case `case_id` with its queue and resolution, or None. Plain SQL
+    (escalation.rows): agents poll their cases, and each woken long-poll reads its case."""
+    found = rows.fetch(
+        _own_case_sql(connection.vendor),
+        [Escalation._meta.pk.get_db_prep_value(uuid.UUID(str(case_id)), connection), agent.pk],
+        Escalation,
+        Queue,
+        Resolution,
+        RESOLVER,
+    )
+    if found is None:
+        return None
+    case, case.queue, resolution, resolved_by = found
+    if resolution.pk is None:  # none yet: known, as select_related would know it
+        Escalation.resolution.related.set_cached_value(case, None)
+    else:
+        resolution.resolved_by = resolved_by
+        case.resolution = resolution
+    return case
+
+
+@functools.cache
+def _own_case_sql(vendor: str) -> str:
+    return (
+        f"SELECT {rows.columns(Escalation, 'c')}, {rows.columns(Queue, 'q')},"  # noqa: S608
+        f" {rows.columns(Resolution, 'r')}, {rows.columns(RESOLVER, 'u')}"
+        f" FROM {rows.table(Escalation)} c JOIN {rows.table(Queue)} q ON q.id = c.queue_id"
+        f" LEFT JOIN {rows.table(Resolution)} r ON r.escalation_id = c.id"
+        f" LEFT JOIN {rows.table(RESOLVER)} u ON u.id = r.resolved_by_id"
+        " WHERE c.id = %s AND c.agent_id = %s"
+    )
 
 
 def _is_uuid(value) -> bool:

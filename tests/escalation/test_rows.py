@@ -100,3 +100,23 @@ def test_allowed_queue_agrees_with_allowed_queues(agent, other_agent, refunds, s
                 assert found == queue and found.sla_policy == queue.sla_policy
         assert who.allowed_queue("no-such-queue") is None
     assert {q.slug for q in other_agent.allowed_queues()} == {"refunds"}
+
+
+def test_read_own_case_renders_as_the_orms_case(case, agent, other_agent, as_alice):
+    from escalation import transitions
+    from escalation.api.serializers import case_resource
+    from escalation.api.views import own_cases, read_own_case
+
+    assert case_resource(read_own_case(agent, case.pk)) == case_resource(
+        own_cases(agent).get(pk=case.pk)
+    )
+    claimed = transitions.claim(actor=as_alice, case_id=case.pk)
+    transitions.resolve(
+        actor=as_alice, case_id=case.pk, claim_token=claimed.claim_token, decision="approve"
+    )
+    with CaptureQueriesContext(connection) as captured:
+        resource = case_resource(read_own_case(agent, case.pk))
+    assert len(captured.captured_queries) == 1
+    assert resource == case_resource(own_cases(agent).get(pk=case.pk))
+    assert resource["resolution"]["resolved_by"] == "alice"
+    assert read_own_case(other_agent, case.pk) is None
