@@ -6,7 +6,7 @@ written — its body (the single create's validation), its idempotency key (the 
 then transitions.Intake.add, which checks queue and open-case cap counting the items added
 before it — and a refused item raises before it touches the database, so it cannot spoil the
 others. The accepted cases, their audit events and routing jobs are then inserted together
-(three INSERTs for the whole batch, under one lock of the audit chain head) and their
+(three INSERTs for the whole batch, the events chained in one seal at commit) and their
 idempotency answers stored in the same commit. A database error at that point fails the whole
 batch (500, nothing written), which a client retrying with its keys gets through safely.
 """
