@@ -120,6 +120,20 @@ def test_each_inbox_filter_narrows_the_list(client, alice, assorted, query, expe
     assert set(row_ids(response)) == {str(assorted[name].pk) for name in expected}
 
 
+def test_the_filter_form_shows_each_requests_own_values(client, alice, case):
+    # The form's HTML is cached per set of filter values (web.views._filter_form_html).
+    client.force_login(alice)
+    urgent = client.get("/inbox/?priority=urgent&after=").content.decode()
+    low = client.get("/inbox/?priority=low").content.decode()
+    again = client.get("/inbox/?priority=urgent").content.decode()
+
+    assert '<option value="urgent" selected>' in urgent
+    assert '<option value="low" selected>' in low and '"urgent" selected' not in low
+    assert '<option value="urgent" selected>' in again
+    bad = client.get("/inbox/?q=" + "x" * 201).content.decode()
+    assert "Ensure this value has at most 200 characters" in bad
+
+
 def test_the_status_filter_open_leaves_out_claimed_cases(client, alice, assorted):
     client.force_login(alice)
 
