@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db import connection, models
 from django.db.models.sql import Query
 
@@ -27,6 +28,17 @@ def _layout(model: type[models.Model], vendor: str) -> tuple[tuple[str, ...], tu
     converters = compiler.get_converters([field.get_col(model._meta.db_table) for field in fields])
     quote = connection.ops.quote_name
     return tuple(f.attname for f in fields), converters, quote(model._meta.db_table)
+
+
+def key(model: type[models.Model], value) -> object:
+    """A primary key as a SQL parameter (a UUID key as the database stores it); ValueError
+    for a value that is not one."""
+    field = model._meta.pk
+    try:
+        value = field.to_python(value)
+    except ValidationError as exc:
+        raise ValueError(f"not a {model.__name__} key: {value!r}") from exc
+    return field.get_db_prep_value(value, connection)
 
 
 def columns(model: type[models.Model], alias: str) -> str:
@@ -80,7 +92,7 @@ def update(instance: models.Model, fields: Sequence[str]) -> None:
     params = [
         field.get_db_prep_save(getattr(instance, field.attname), connection) for field in targets
     ]
-    params.append(model._meta.pk.get_db_prep_value(instance.pk, connection))
+    params.append(key(model, instance.pk))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount != 1:

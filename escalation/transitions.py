@@ -93,7 +93,7 @@ def _lock(case_id) -> Escalation:
     # row, drop it, and answer "no such case" (tests/races/test_one_case.py).
     # Plain SQL (escalation.rows): every transition starts here.
     try:
-        key = Escalation._meta.pk.get_db_prep_value(uuid.UUID(str(case_id)), connection)
+        key = rows.key(Escalation, case_id)
     except ValueError:
         raise TransitionError("no such case", code="not_found") from None
     case_sql, related_sql = _lock_sql(connection.vendor)
@@ -665,9 +665,9 @@ def claim_next(
 def _lock_most_urgent(queue_ids: list[int], now: datetime, among: list) -> Escalation | None:
     """The most urgent claimable case of the queues (of `among`, when given), locked, with its
     queue and agent; None when every one is taken. Plain SQL: Next case runs it on each press."""
-    prep = Escalation._meta.pk.get_db_prep_value
     sql = queries.most_urgent_claimable_sql(connection.vendor, len(queue_ids), len(among))
-    found = rows.fetch(sql, [now, *queue_ids, *(prep(pk, connection) for pk in among)], Escalation)
+    keys = [rows.key(Escalation, pk) for pk in among]
+    found = rows.fetch(sql, [now, *queue_ids, *keys], Escalation)
     if found is None:
         return None
     (case,) = found

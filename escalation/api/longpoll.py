@@ -58,7 +58,7 @@ def _status(agent, case_id) -> str | None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT status FROM {rows.table(Escalation)} WHERE id = %s AND agent_id = %s",  # noqa: S608
-                [Escalation._meta.pk.get_db_prep_value(uuid.UUID(case_id), connection), agent.pk],
+                [rows.key(Escalation, case_id), agent.pk],
             )
             row = cursor.fetchone()
         return row[0] if row else None

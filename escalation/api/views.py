@@ -101,7 +101,7 @@ def read_own_case(agent, case_id) -> Escalation | None:
     (escalation.rows): agents poll their cases, and each woken long-poll reads its case."""
     found = rows.fetch(
         _own_case_sql(connection.vendor),
-        [Escalation._meta.pk.get_db_prep_value(uuid.UUID(str(case_id)), connection), agent.pk],
+        [rows.key(Escalation, case_id), agent.pk],
         Escalation,
         Queue,
         Resolution,
