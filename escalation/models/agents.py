@@ -135,7 +135,9 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 class IdempotencyRecord(models.Model):
     """The stored 2xx answer to one (agent, Idempotency-Key), replayed for 24 h."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: the unique (agent, key) index serves lookups by agent (migration
+    # 0018 says why a second one hurt).
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import psycopg.sql
 import pytest
 from django.db import connection
 from django.test import Client
@@ -243,3 +244,36 @@ def test_on_sqlite_a_key_in_flight_is_refused_by_its_file_lock(
     with idempotency._file_lock(agent, "key-1"):  # released after the first finished
         pass
     assert list(tmp_path.joinpath("idempotency-locks").iterdir()) == []
+
+
+def test_the_key_read_keeps_to_the_agent_key_index_in_a_generic_plan(api):
+    """The read of a create's key is a prepared statement, and PostgreSQL may settle on a
+    generic plan made without its values (made once, while the table is small). That plan must
+    still find (agent, key) through the unique index, not filter all of the agent's records."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    reads = []
+
+    def capture(execute, sql, params, many, context):
+        if sql.startswith("SELECT") and "escalation_idempotencyrecord" in sql:
+            reads.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        assert create(api, create_body()).status_code == 201
+    ((sql, params),) = reads
+    for n in range(1, len(params) + 1):
+        sql = sql.replace("%s", f"${n}", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE key_read AS {sql}")
+        try:
+            # EXPLAIN takes no bound parameters: the values go in as literals.
+            values = psycopg.sql.SQL(", ").join(map(psycopg.sql.Literal, params))
+            cursor.execute(f"EXPLAIN EXECUTE key_read({values.as_string(connection.connection)})")
+            plan = "\n".join(line for (line,) in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE key_read")
+            cursor.execute("RESET plan_cache_mode")
+
+    assert "Index Cond: ((agent_id = $1) AND ((key)::text = $2))" in plan, plan
