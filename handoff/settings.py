@@ -309,6 +309,9 @@ HANDOFF_OUTBOX_REDRIVE_SECONDS = env_int("HANDOFF_OUTBOX_REDRIVE_SECONDS", 15, m
 HANDOFF_QA_SECRET = env_str("HANDOFF_QA_SECRET", "")
 # How often the manager console's day rollups are folded from the audit log (escalation.rollups).
 HANDOFF_STATS_REFRESH_SECONDS = env_int("HANDOFF_STATS_REFRESH_SECONDS", 30, minimum=1)
+# After a commit, how long a process's outbox doorbell waits for other commits' items to send
+# them in one message (escalation.outbox.Doorbell): routing starts at most this much later.
+HANDOFF_OUTBOX_RING_LINGER_MS = env_int("HANDOFF_OUTBOX_RING_LINGER_MS", 20, minimum=0)
 # Outbox rows younger than this are left to their after-commit send before being re-driven.
 HANDOFF_OUTBOX_GRACE_SECONDS = env_int("HANDOFF_OUTBOX_GRACE_SECONDS", 10, minimum=0)
 # An item the re-drive sent is sent again only after this, if still undone (its message was

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import Role
+from escalation import outbox
 from escalation.audit import Actor
 from tests.factories import (
     AgentFactory,
@@ -22,6 +23,9 @@ def _eager_outbox(settings):
     # After-commit outbox sends run in-process unless a test starts a real worker; tests that
     # need the broker override this.
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    yield
+    # What a test that needed the broker left to the doorbell goes now, not into the next test.
+    outbox.doorbell.flush()
 
 
 @pytest.fixture(autouse=True)

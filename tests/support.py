@@ -4,7 +4,9 @@ its own key prefix so tests never touch anyone else's keys."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import select
 import signal
@@ -121,6 +123,17 @@ def celery_broker(url: str, *, own_prefix: bool = True):
         app._after_fork()
         if prefix:
             _delete_keys(saved_env or url, prefix)
+
+
+def queued_tasks(client, key: str) -> list[tuple[str, list]]:
+    """(task name, outbox ids) of each Celery message waiting in the Redis list `key`, oldest
+    first: a run_outbox_item's id, or a run_outbox_items' list of them."""
+    found = []
+    for raw in reversed(client.lrange(key, 0, -1)):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        found.append((message["headers"]["task"], args[0] if isinstance(args[0], list) else args))
+    return found
 
 
 def _delete_keys(url: str, prefix: str) -> None:

@@ -18,7 +18,7 @@ from escalation.audit import Actor
 from escalation.models import AuditEvent, Delivery, DeliveryStatus, Escalation, OutboxItem
 from tests.delivery.receiver import Receiver
 from tests.factories import QueueFactory, make_case
-from tests.support import http_json, wait_until
+from tests.support import http_json, queued_tasks, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,7 +134,19 @@ def test_work_pending_in_a_redis_restarted_without_persistence_is_recovered_from
             actor=as_alice, case_id=decided.pk, claim_token=token, decision="approve"
         )
         broker = redis.Redis.from_url(stack.broker_url)
-        assert broker.llen(stack.queue) >= 5  # four routing jobs and the webhook, waiting
+        routing = set(OutboxItem.objects.filter(kind="route").values_list("pk", flat=True))
+        assert len(routing) == 4
+
+        def waiting() -> set:
+            queued = queued_tasks(broker, stack.queue)
+            return {item for task, ids in queued if "outbox" in task for item in ids}
+
+        # The four routing jobs and the webhook, waiting (the routing jobs are sent by the
+        # doorbell thread, a moment after their commits).
+        assert wait_until(lambda: routing <= waiting())
+        assert any(
+            task.endswith("deliver_webhook") for task, _ in queued_tasks(broker, stack.queue)
+        )
 
         stack.redis.kill()
         stack.redis.start()
