@@ -126,11 +126,23 @@ def insert(
     auto = model._meta.pk if model._meta.pk.db_returning else None
     targets = [f for f in model._meta.concrete_fields if f is not auto]
     quote = connection.ops.quote_name
-    one_row = f"({', '.join(['%s'] * len(targets))})"
-    sql = (
-        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in targets)})"  # noqa: S608
-        f" VALUES {', '.join([one_row] * len(objs))}"
-    )
+    values = [
+        [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in targets]
+        for obj in objs
+    ]
+    if len(objs) > 1 and connection.vendor == "postgresql":
+        # One array per column: a VALUES list of every row's placeholders is a new query for
+        # each number of rows, and psycopg parses a long query again on every run (it keeps
+        # only short ones): a tenth of a batch create's CPU. Binary (%b), so no element is
+        # escaped into an array literal (a client-side cursor quotes them itself).
+        arrays = [f"%b::{field.db_type(connection)}[]" for field in targets]
+        rows_sql = f"SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
+        params = [list(column) for column in zip(*values, strict=True)]
+    else:
+        one_row = f"({', '.join(['%s'] * len(targets))})"
+        rows_sql = f"VALUES {', '.join([one_row] * len(objs))}"
+        params = [value for row in values for value in row]
+    sql = f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in targets)}) {rows_sql}"  # noqa: S608
     if update_fields:
         column = [quote(model._meta.get_field(name).column) for name in update_fields]
         conflict = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
@@ -139,11 +151,6 @@ def insert(
         )
     if auto is not None:
         sql += f" RETURNING {quote(auto.column)}"
-    params = [
-        field.get_db_prep_save(field.pre_save(obj, True), connection)
-        for obj in objs
-        for field in targets
-    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if auto is not None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import permissions
-from escalation import rows
-from escalation.models import Escalation, Queue
+from escalation import audit, rows, transitions
+from escalation.audit import Actor
+from escalation.models import AuditEvent, Escalation, OutboxItem, Queue
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +122,40 @@ def test_read_own_case_renders_as_the_orms_case(case, agent, other_agent, as_ali
     assert resource == case_resource(own_cases(agent).get(pk=case.pk))
     assert resource["resolution"]["resolved_by"] == "alice"
     assert read_own_case(other_agent, case.pk) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_rows_go_in_through_a_client_side_cursor_too(agent, refunds):
+    """With DATABASE_PREPARED_STATEMENTS=0 psycopg binds parameters in the client: the arrays
+    that a batch's cases, routing jobs and audit events go in as (binary on the server) are
+    then quoted as literals, with the quotes, braces and backslashes in their values intact."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL cursors")
+    client_side = connections.create_connection("default")
+    options = {
+        name: value
+        for name, value in client_side.settings_dict["OPTIONS"].items()
+        if name not in ("server_side_binding", "prepare_threshold", "pool")
+    }
+    client_side.settings_dict = {**client_side.settings_dict, "OPTIONS": options}
+    default = connections["default"]
+    connections["default"] = client_side
+    contexts = [{"n": n, "text": 'it\'s "quoted", {braced} and \\ slashed'} for n in range(3)]
+    try:
+        with transaction.atomic():
+            intake = transitions.Intake(actor=Actor.for_agent(agent), agent=agent)
+            for context in contexts:
+                intake.add(queue=refunds, summary="one of three", confidence=0.5, context=context)
+            cases = intake.save()
+        with client_side.cursor() as cursor:
+            assert isinstance(cursor.cursor, psycopg.ClientCursor)
+    finally:
+        client_side.close()
+        connections["default"] = default
+
+    stored = Escalation.objects.filter(pk__in=[case.pk for case in cases])
+    assert sorted(case.context["n"] for case in stored) == [0, 1, 2]
+    assert all(case.context == contexts[case.context["n"]] for case in stored)
+    assert OutboxItem.objects.filter(escalation__in=cases, kind="route").count() == 3
+    assert AuditEvent.objects.filter(escalation__in=cases, verb="escalation.created").count() == 3
+    assert audit.verify_chain().ok
