@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from django.core.exceptions import ValidationError
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models.sql import Query
 
 M = TypeVar("M", bound=models.Model)
@@ -126,9 +126,9 @@ def insert(
     auto = model._meta.pk if model._meta.pk.db_returning else None
     targets = [f for f in model._meta.concrete_fields if f is not auto]
     quote = connection.ops.quote_name
+    db = connections[DEFAULT_DB_ALIAS]  # not the proxy: it is asked once per value here
     values = [
-        [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in targets]
-        for obj in objs
+        [field.get_db_prep_save(field.pre_save(obj, True), db) for field in targets] for obj in objs
     ]
     if len(objs) > 1 and connection.vendor == "postgresql":
         # One array per column: a VALUES list of every row's placeholders is a new query for

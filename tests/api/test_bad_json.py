@@ -69,6 +69,11 @@ def test_with_context_builds_valid_json():
         pytest.param(with_context('{"s": "\\ud800"}'), id="lone-high-surrogate"),
         pytest.param(with_context('{"s": "\\udc00x"}'), id="lone-low-surrogate"),
         pytest.param(with_context('{"\\ud800": 1}'), id="lone-surrogate-in-key"),
+        pytest.param(
+            with_context('{"s": "\udc00"}').encode("utf-8", "surrogatepass"),
+            id="raw-lone-surrogate",
+        ),
+        pytest.param(with_context('{"s": "a\\u0000b"}').encode("utf-16"), id="utf16-NUL"),
         pytest.param(json.dumps(body_nested(40)), id="40-deep"),
         pytest.param(json.dumps(body_nested(33)), id="33-deep"),
         pytest.param("[" * 100_000 + "]" * 100_000, id="100000-deep-array"),
@@ -99,6 +104,15 @@ def test_json_nested_33_levels_is_refused_as_too_deep(api):
     error = assert_error(response, 400, "malformed_json")
     assert "32" in error["message"]
     assert not Escalation.objects.exists()
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_a_nul(api):
+    raw = with_context('{"path": "C:\\\\u0000"}')
+
+    response = post_json(api, ESCALATIONS, raw)
+
+    assert response.status_code == 201, response.content
+    assert Escalation.objects.get().context["path"] == "C:\\u0000"
 
 
 def test_surrogate_pairs_and_large_finite_numbers_are_accepted(api):
