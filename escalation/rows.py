@@ -135,8 +135,13 @@ def insert(
         # each number of rows, and psycopg parses a long query again on every run (it keeps
         # only short ones): a tenth of a batch create's CPU. Binary (%b), so no element is
         # escaped into an array literal (a client-side cursor quotes them itself).
+        # In the arrays' order, which the returned keys are matched to.
         arrays = [f"%b::{field.db_type(connection)}[]" for field in targets]
-        rows_sql = f"SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
+        names = ", ".join(f"c{n}" for n in range(len(targets)))
+        rows_sql = (
+            f"SELECT {names} FROM unnest({', '.join(arrays)})"  # noqa: S608
+            f" WITH ORDINALITY AS r({names}, n) ORDER BY n"
+        )
         params = [list(column) for column in zip(*values, strict=True)]
     else:
         one_row = f"({', '.join(['%s'] * len(targets))})"

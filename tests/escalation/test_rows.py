@@ -124,6 +124,16 @@ def test_read_own_case_renders_as_the_orms_case(case, agent, other_agent, as_ali
     assert read_own_case(other_agent, case.pk) is None
 
 
+def test_insert_of_many_rows_gives_each_object_its_own_row_and_key(case):
+    items = [OutboxItem(kind="route", escalation=case, payload={"n": n}) for n in range(5)]
+
+    rows.insert(items)
+
+    assert len({item.pk for item in items}) == 5
+    for item in items:
+        assert OutboxItem.objects.get(pk=item.pk).payload == item.payload
+
+
 @pytest.mark.django_db(transaction=True)
 def test_many_rows_go_in_through_a_client_side_cursor_too(agent, refunds):
     """With DATABASE_PREPARED_STATEMENTS=0 psycopg binds parameters in the client: the arrays
