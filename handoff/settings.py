@@ -309,6 +309,12 @@ HANDOFF_OUTBOX_REDRIVE_SECONDS = env_int("HANDOFF_OUTBOX_REDRIVE_SECONDS", 15, m
 HANDOFF_QA_SECRET = env_str("HANDOFF_QA_SECRET", "")
 # How often the manager console's day rollups are folded from the audit log (escalation.rollups).
 HANDOFF_STATS_REFRESH_SECONDS = env_int("HANDOFF_STATS_REFRESH_SECONDS", 30, minimum=1)
+# Threads per web process for sync views (handoff.asgi.SyncViewsHandler): a request beyond them
+# waits for one. As many as the process's database pool has connections (a sync view holds at
+# most one), so a burst queues here rather than timing out on the pool.
+HANDOFF_WEB_THREADS = env_int(
+    "HANDOFF_WEB_THREADS", env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1), minimum=1
+)
 # After a commit, how long a process's outbox doorbell waits for other commits' items to send
 # them in one message (escalation.outbox.Doorbell): routing starts at most this much later.
 HANDOFF_OUTBOX_RING_LINGER_MS = env_int("HANDOFF_OUTBOX_RING_LINGER_MS", 20, minimum=0)
