@@ -10,7 +10,9 @@ Plain reads that are not on a hot path stay querysets.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from django.core.exceptions import ValidationError
@@ -127,9 +129,8 @@ def insert(
     targets = [f for f in model._meta.concrete_fields if f is not auto]
     quote = connection.ops.quote_name
     db = connections[DEFAULT_DB_ALIAS]  # not the proxy: it is asked once per value here
-    values = [
-        [field.get_db_prep_save(field.pre_save(obj, True), db) for field in targets] for obj in objs
-    ]
+    savers = _savers(model, auto, connection.vendor)
+    values = [[save(obj, db) for save in savers] for obj in objs]
     if len(objs) > 1 and connection.vendor == "postgresql":
         # One array per column: a VALUES list of every row's placeholders is a new query for
         # each number of rows, and psycopg parses a long query again on every run (it keeps
@@ -163,6 +164,97 @@ def insert(
                 setattr(obj, auto.attname, pk)
     for obj in objs:
         obj._state.adding, obj._state.db = False, connection.alias
+
+
+# Django's own fields whose database value is the Python value itself (or, for integers, the
+# backend's typed wrapper of it) when it has exactly this type: the full get_db_prep_save()
+# costs a dozen calls per value, a third of a batch item's insert.
+_PLAIN_TYPES: dict[type[models.Field], type] = {
+    **dict.fromkeys(
+        (models.CharField, models.TextField, models.SlugField, models.URLField, models.EmailField),
+        str,
+    ),
+    **dict.fromkeys(
+        (
+            models.IntegerField,
+            models.PositiveIntegerField,
+            models.PositiveSmallIntegerField,
+            models.SmallIntegerField,
+            models.BigIntegerField,
+            models.AutoField,
+            models.BigAutoField,
+        ),
+        int,
+    ),
+    models.FloatField: float,
+    models.BooleanField: bool,
+}
+
+
+@functools.cache
+def _savers(model: type[models.Model], auto, vendor: str) -> tuple[Callable, ...]:
+    """For each column insert() writes, a function (obj, db) -> its database value: what
+    field.get_db_prep_save(field.pre_save(obj, True), db) returns, by a short way where the
+    value's type makes it certain."""
+    return tuple(_saver(field) for field in model._meta.concrete_fields if field is not auto)
+
+
+def _saver(field: models.Field) -> Callable:
+    attname = field.attname
+
+    def full(obj, db):
+        return field.get_db_prep_save(field.pre_save(obj, True), db)
+
+    target = field.target_field if isinstance(field, models.ForeignKey) else field
+    if type(field) not in (models.ForeignKey, type(target)) or type(target) not in (
+        *_PLAIN_TYPES,
+        models.UUIDField,
+        models.DateTimeField,
+    ):
+        return full
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return full  # pre_save sets it
+    if type(target) is models.UUIDField:
+        if not connection.features.has_native_uuid_field:
+            return full
+
+        def uuid_value(obj, db):
+            value = getattr(obj, attname)
+            return value if value is None or type(value) is uuid.UUID else full(obj, db)
+
+        return uuid_value
+    if type(target) is models.DateTimeField:
+
+        def aware_time(obj, db):
+            value = getattr(obj, attname)
+            if value is None:
+                return None
+            if type(value) is datetime and value.utcoffset() is not None:
+                return db.ops.adapt_datetimefield_value(value)
+            return full(obj, db)  # a naive time: Django warns and makes it aware
+
+        return aware_time
+    kind, internal_type = _PLAIN_TYPES[type(target)], target.get_internal_type()
+    if kind is int:
+        automatic = type(target) in (models.AutoField, models.BigAutoField)
+
+        def integer(obj, db):
+            value = getattr(obj, attname)
+            if value is None:
+                return None
+            if type(value) is not int:
+                return full(obj, db)
+            if automatic:  # an auto key is checked, not wrapped
+                return db.ops.validate_autopk_value(value)
+            return db.ops.adapt_integerfield_value(value, internal_type)
+
+        return integer
+
+    def plain(obj, db):
+        value = getattr(obj, attname)
+        return value if value is None or type(value) is kind else full(obj, db)
+
+    return plain
 
 
 def compiled(build: Callable[..., models.QuerySet]) -> Callable[..., list[tuple]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import psycopg
 import pytest
 from django.contrib.auth.models import User
@@ -169,3 +171,39 @@ def test_many_rows_go_in_through_a_client_side_cursor_too(agent, refunds):
     assert OutboxItem.objects.filter(escalation__in=cases, kind="route").count() == 3
     assert AuditEvent.objects.filter(escalation__in=cases, verb="escalation.created").count() == 3
     assert audit.verify_chain().ok
+
+
+def _django_values(obj) -> list:
+    db = connections["default"]
+    model = type(obj)
+    auto = model._meta.pk if model._meta.pk.db_returning else None
+    return [
+        f.get_db_prep_save(f.pre_save(obj, True), db)
+        for f in model._meta.concrete_fields
+        if f is not auto
+    ]
+
+
+def _comparable(value):
+    # Jsonb and the typed integers of psycopg: compare what they wrap, and their kind.
+    return type(value), getattr(value, "obj", value)
+
+
+def test_insert_prepares_each_value_as_django_does(case, alice):
+    db = connections["default"]
+    case.claimed_by = alice
+    event = AuditEvent(actor_kind="agent", actor_name="bot", verb="x", created_at=timezone.now())
+    item = OutboxItem(kind="route", escalation=case, available_at=timezone.now())
+    # Values of other types than the fields hold take Django's own way: a naive time, a key
+    # as text, a number as text.
+    odd = Escalation(**{f.attname: getattr(case, f.attname) for f in Escalation._meta.fields})
+    odd.created_at = timezone.now().replace(tzinfo=None)
+    odd.id, odd.agent_id, odd.confidence = str(case.pk), str(case.agent_id), "0.5"
+    for obj in (case, event, item, odd):
+        model = type(obj)
+        auto = model._meta.pk if model._meta.pk.db_returning else None
+        with pytest.warns(RuntimeWarning) if obj is odd else nullcontext():
+            ours = [save(obj, db) for save in rows._savers(model, auto, connection.vendor)]
+        with pytest.warns(RuntimeWarning) if obj is odd else nullcontext():
+            theirs = _django_values(obj)
+        assert [_comparable(v) for v in ours] == [_comparable(v) for v in theirs], model
