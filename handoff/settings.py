@@ -310,10 +310,14 @@ HANDOFF_QA_SECRET = env_str("HANDOFF_QA_SECRET", "")
 # How often the manager console's day rollups are folded from the audit log (escalation.rollups).
 HANDOFF_STATS_REFRESH_SECONDS = env_int("HANDOFF_STATS_REFRESH_SECONDS", 30, minimum=1)
 # Threads per web process for sync views (handoff.asgi.SyncViewsHandler): a request beyond them
-# waits for one. As many as the process's database pool has connections (a sync view holds at
-# most one), so a burst queues here rather than timing out on the pool.
+# waits for one, in order. They only overlap one request's database waits with another's
+# Python (the GIL): on the bench's 2 cores, 2 threads per process created as many cases a
+# second as 4 did, with half the p99 at concurrency 8. Never more than the process's database
+# pool holds, so a burst queues here rather than timing out on the pool.
 HANDOFF_WEB_THREADS = env_int(
-    "HANDOFF_WEB_THREADS", env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1), minimum=1
+    "HANDOFF_WEB_THREADS",
+    min(2, env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1)),
+    minimum=1,
 )
 # After a commit, how long a process's outbox doorbell waits for other commits' items to send
 # them in one message (escalation.outbox.Doorbell): routing starts at most this much later.
