@@ -86,9 +86,12 @@ class Bench:
             HANDOFF_LOG_LEVEL="WARNING",
             HANDOFF_VAR_DIR=str(self.workdir),
             HANDOFF_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-            # The machine's PostgreSQL (max_connections 100) is shared with other test runs;
-            # a uvicorn worker runs sync views one at a time, so 4 per process is plenty.
+            # The machine's PostgreSQL (max_connections 100) is shared with other test runs:
+            # 4 per process is plenty.
             DATABASE_POOL_MAX_SIZE="4",
+            # Two threads for sync views, not one per connection: as many creates a second as
+            # four on 2 cores, half the p99 at concurrency 8 (docs/operations.md, Web threads).
+            HANDOFF_WEB_THREADS="2",
         )
         env.update(extra)
         return env

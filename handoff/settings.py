@@ -310,14 +310,13 @@ HANDOFF_QA_SECRET = env_str("HANDOFF_QA_SECRET", "")
 # How often the manager console's day rollups are folded from the audit log (escalation.rollups).
 HANDOFF_STATS_REFRESH_SECONDS = env_int("HANDOFF_STATS_REFRESH_SECONDS", 30, minimum=1)
 # Threads per web process for sync views (handoff.asgi.SyncViewsHandler): a request beyond them
-# waits for one, in order. They only overlap one request's database waits with another's
-# Python (the GIL): on the bench's 2 cores, 2 threads per process created as many cases a
-# second as 4 did, with half the p99 at concurrency 8. Never more than the process's database
-# pool holds, so a burst queues here rather than timing out on the pool.
+# waits for one, in order. As many as the process's database pool holds, so none waits for a
+# connection while the database is well; while it is not, each holds its thread for up to
+# DATABASE_POOL_TIMEOUT, and fewer threads would queue the requests behind that one by one.
+# Fewer can serve faster: on the bench's 2 cores, 2 threads per process made as many cases a
+# second as 4, with half the p99 at concurrency 8 (docs/operations.md, "Web threads").
 HANDOFF_WEB_THREADS = env_int(
-    "HANDOFF_WEB_THREADS",
-    min(2, env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1)),
-    minimum=1,
+    "HANDOFF_WEB_THREADS", env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1), minimum=1
 )
 # After a commit, how long a process's outbox doorbell waits for other commits' items to send
 # them in one message (escalation.outbox.Doorbell): routing starts at most this much later.
