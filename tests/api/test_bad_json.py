@@ -226,3 +226,16 @@ def test_a_small_body_without_content_length_is_read(agent, refunds):
 
     assert response.status_code == 201, response.content
     assert Escalation.objects.count() == 1
+
+
+def test_the_walk_checks_numbers_at_any_place_the_top_level_too():
+    from escalation.api.parsers import MAX_INT, BadJSON, check_value, loads_strict
+
+    check_value({"a": [MAX_INT, -MAX_INT, 1e308, True]}, strings=False)
+    for bad in (MAX_INT + 1, [[-MAX_INT - 1]], {"n": float("inf")}, float("-inf")):
+        with pytest.raises(BadJSON):
+            check_value(bad, strings=False)
+    with pytest.raises(BadJSON, match="too large"):
+        loads_strict(b"[1, 2, " + b"9" * 4000 + b"]")
+    with pytest.raises(BadJSON):
+        loads_strict(b"9" * 5000)  # past Python's digit limit: malformed, not a hang
