@@ -25,6 +25,7 @@ from django.utils import timezone
 from accounts import permissions
 from escalation import (
     audit,
+    cap,
     delivery,
     labels,
     outbox,
@@ -264,30 +265,36 @@ def create(
 class Intake:
     """New cases of one agent, checked one by one and written together.
 
-    Use it inside one transaction. add() decides each case at once, in order: the priority,
-    the queue, and the open-case cap, counting the cases added before it (the first add takes
-    the agent's row lock and raises its open_cases_bound by one; the agent's open cases are
-    counted only once that bound reaches the cap). Nothing else is written until save(), which
-    inserts the cases, their routing jobs and their `escalation.created` events in three
-    statements (a fourth sets the bound after a count or for more than one case). A refused
-    add() raises TransitionError and leaves the others as they were, so a batch needs no
-    savepoint per case; a bound raised for a refused case stays high, which is safe.
+    Use it inside one transaction, for at most `expected` cases. add() decides each case at
+    once, in order: the priority, the queue, and the open-case cap (escalation.cap). The first
+    add takes room for all `expected` cases in one share of the cap; where there is none, it
+    locks the agent and its shares and counts the agent's open cases, and each add then counts
+    the cases added before it. Nothing else is written until save(), which inserts the cases,
+    their routing jobs and their `escalation.created` events in three statements (a fourth
+    spreads a count over the shares). A refused add() raises TransitionError and leaves the
+    others as they were, so a batch needs no savepoint per case; room taken for a refused case
+    stays taken, which is safe (the bounds only ever overcount).
     """
 
     def __init__(
-        self, *, actor: Actor, agent, now: datetime | None = None, checked_queues=()
+        self,
+        *,
+        actor: Actor,
+        agent,
+        now: datetime | None = None,
+        checked_queues=(),
+        expected: int = 1,
     ) -> None:
         """`checked_queues`: queues the caller has just read from agent.allowed_queues(), so
         the agent may post to them without asking the database again."""
         self.actor = actor
         self.agent = agent
         self.now = now or timezone.now()
+        self.expected = expected
         self.cases: list[Escalation] = []
-        # At least the agent's open cases, counting those added here (see Agent.open_cases_bound);
-        # exact once _counted.
+        self._room: int | None = None  # cases that may still be added; None: not asked yet
+        # The agent's open cases, counting those added here: known on the exclusive way only.
         self._open_cases: int | None = None
-        self._locked = self._counted = False
-        self._stored_bound: int | None = None  # what the agent row holds now
         self._may_post: dict[int, bool] = {}
         self._saved = False
         for queue in checked_queues:
@@ -322,34 +329,29 @@ class Intake:
             raise TransitionError(
                 f"agent {agent.name} may not post to queue {queue.slug}", code="forbidden"
             )
-        if not self._locked:
-            # The agent row lock, held until commit, makes check-then-insert safe: concurrent
-            # creates of one agent queue here.
-            # NO KEY UPDATE, like every row lock here: a plain FOR UPDATE also blocks the
-            # foreign-key checks of rows that point at the agent, which PostgreSQL runs at
-            # commit, after the chain head is taken: a create waiting for the head and a commit
-            # holding it (an event whose actor is this agent) then deadlocked.
-            # The UPDATE takes that lock (no key column changes) and raises the bound for this
-            # case in the same statement, so a single create writes the agent row once.
-            self._stored_bound = _raise_open_cases_bound(agent)
-            self._open_cases = None if self._stored_bound is None else self._stored_bound - 1
-            self._locked = True
-        if not self._counted and (
-            self._open_cases is None or self._open_cases >= agent.max_open_cases
-        ):
-            # The bound says the cap may be reached: count (the cases added here are not
-            # written yet).
-            self._open_cases = (
-                len(self.cases)
-                + Escalation.objects.filter(agent=agent, status__in=ACTIVE_STATUSES).count()
-            )
-            self._counted = True
-        if self._open_cases >= agent.max_open_cases:
-            raise TransitionError(
-                f"agent {agent.name} already has {self._open_cases} open cases "
-                f"(limit {agent.max_open_cases})",
-                code="open_case_cap",
-            )
+        if self._room is None:
+            # An UPDATE that waited for a share's lock and then found no room keeps that lock;
+            # the exclusive way must not hold it (cap's docstring): roll back to before it.
+            before_room = transaction.savepoint()
+            if cap.take_room(agent, self.expected):
+                self._room = self.expected
+            else:
+                if before_room is not None:
+                    transaction.savepoint_rollback(before_room)
+                self._room = 0
+                self._open_cases = cap.lock_and_count(agent)
+        if self._open_cases is not None:
+            if self._open_cases >= agent.max_open_cases:
+                raise TransitionError(
+                    f"agent {agent.name} already has {self._open_cases} open cases "
+                    f"(limit {agent.max_open_cases})",
+                    code="open_case_cap",
+                )
+        elif self._room > 0:
+            self._room -= 1
+        else:
+            # Taking more room now, with the room already held, could deadlock (cap's docstring).
+            raise RuntimeError(f"an Intake adds at most {self.expected} cases (expected=)")
         case = Escalation(
             id=uuid.uuid4(),
             agent=agent,
@@ -371,7 +373,8 @@ class Intake:
             expires_at=now + timedelta(seconds=queue.expire_after_seconds),
         )
         _enter_queue(case, queue, now)
-        self._open_cases += 1
+        if self._open_cases is not None:
+            self._open_cases += 1
         self.cases.append(case)
         return case
 
@@ -383,9 +386,8 @@ class Intake:
         if not self.cases:
             return []
         rows.insert(self.cases)
-        if self._open_cases != self._stored_bound:  # a count, or more than one case
-            self.agent.open_cases_bound = self._open_cases
-            rows.update(self.agent, ["open_cases_bound"])
+        if self._open_cases is not None:
+            cap.spread(self.agent, self._open_cases)
         outbox.enqueue_many("route", cases=self.cases)
         audit.record_many(
             actor=self.actor,
@@ -409,19 +411,6 @@ class Intake:
             ],
         )
         return self.cases
-
-
-def _raise_open_cases_bound(agent) -> int | None:
-    """Lock the agent row and add one to its open_cases_bound; the new bound (None: unknown)."""
-    table, quote = rows.table(type(agent)), connection.ops.quote_name
-    column = quote(type(agent)._meta.get_field("open_cases_bound").column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {column} = {column} + 1 WHERE id = %s RETURNING {column}",  # noqa: S608
-            [agent.pk],
-        )
-        (bound,) = cursor.fetchone()
-    return bound
 
 
 def route(*, case_id, now: datetime | None = None) -> Escalation:

@@ -3,8 +3,8 @@ the single create would have answered it, in order.
 
 Transaction: one per batch, no savepoint per item. Every item is decided before anything is
 written — its body (the single create's validation), its idempotency key (the same Ledger),
-then transitions.Intake.add, which checks queue and open-case cap counting the items added
-before it — and a refused item raises before it touches the database, so it cannot spoil the
+then transitions.Intake.add, which checks queue and open-case cap (room for every item is
+taken at once) — and a refused item raises before it touches the database, so it cannot spoil the
 others. The accepted cases, their audit events and routing jobs are then inserted together
 (three INSERTs for the whole batch, the events chained in one seal at commit) and their
 idempotency answers stored in the same commit. A database error at that point fails the whole
@@ -125,7 +125,9 @@ def create_batch(agent: Agent, items: list) -> list[dict]:
     bodies = CreateBodies(agent)
     results = []
     with idempotency.held(agent, keys) as ledger:
-        intake = transitions.Intake(actor=Actor.for_agent(agent), agent=agent)
+        intake = transitions.Intake(
+            actor=Actor.for_agent(agent), agent=agent, expected=len(admitted)
+        )
         for entry in entries:
             if isinstance(entry, ApiError):
                 results.append(_failure(entry))

@@ -1,4 +1,4 @@
-from escalation.models.agents import Agent, AgentKey, IdempotencyRecord
+from escalation.models.agents import Agent, AgentKey, CapShare, IdempotencyRecord
 from escalation.models.audit import AuditChainHead, AuditEvent, AuditVerification
 from escalation.models.autonomy import (
     Certificate,
@@ -29,6 +29,7 @@ from escalation.models.stats import (
 
 __all__ = [
     "Agent",
+    "CapShare",
     "AgentKey",
     "AuditChainHead",
     "AuditEvent",

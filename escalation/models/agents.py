@@ -45,10 +45,6 @@ class Agent(models.Model):
     rate_per_second = models.FloatField(default=50.0)
     rate_burst = models.PositiveIntegerField(default=100)
     max_open_cases = models.PositiveIntegerField(default=10_000)
-    # Never fewer than the agent's open and claimed cases: a create adds its cases, a close
-    # leaves it alone, so the cap needs a count only once this reaches it (None: count now).
-    # Counting on every create cost a scan of all the agent's open cases under its row lock.
-    open_cases_bound = models.PositiveIntegerField(null=True, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -70,6 +66,30 @@ class Agent(models.Model):
 
     def may_post_to(self, queue) -> bool:
         return self.allowed_queues().filter(pk=queue.pk).exists()
+
+
+class CapShare(models.Model):
+    """One of an agent's CAP_SHARES shares of its open-case cap (transitions.Intake).
+
+    `bound` is never less than the open and claimed cases created through this share since the
+    agent's cases were last counted, and a create takes room in a share only up to the cap's
+    share (max_open_cases // CAP_SHARES): so the cap holds without a count, and creates
+    of one agent that take different shares do not wait for each other. A close leaves the
+    bounds as they are; when a create finds no room, it locks the agent and every share,
+    counts, and spreads the count over the shares again.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="cap_shares")
+    share = models.PositiveSmallIntegerField()
+    bound = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "share"], name="cap_share_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}/{self.share}: {self.bound}"
 
 
 class AgentKey(models.Model):

@@ -155,7 +155,7 @@ def test_many_rows_go_in_through_a_client_side_cursor_too(agent, refunds):
     contexts = [{"n": n, "text": 'it\'s "quoted", {braced} and \\ slashed'} for n in range(3)]
     try:
         with transaction.atomic():
-            intake = transitions.Intake(actor=Actor.for_agent(agent), agent=agent)
+            intake = transitions.Intake(actor=Actor.for_agent(agent), agent=agent, expected=3)
             for context in contexts:
                 intake.add(queue=refunds, summary="one of three", confidence=0.5, context=context)
             cases = intake.save()

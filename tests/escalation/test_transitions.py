@@ -9,7 +9,15 @@ from django.utils import timezone
 
 from escalation import audit, outbox, transitions
 from escalation.audit import Actor
-from escalation.models import AuditEvent, ContextUpdate, OutboxItem, Resolution, Status, Transfer
+from escalation.models import (
+    AuditEvent,
+    ContextUpdate,
+    Escalation,
+    OutboxItem,
+    Resolution,
+    Status,
+    Transfer,
+)
 from escalation.transitions import TransitionError
 from tests.factories import make_case
 
@@ -84,23 +92,41 @@ def _count_queries(fn, **kwargs) -> int:
     return sum("COUNT(*)" in q["sql"] for q in captured.captured_queries)
 
 
-def test_the_open_case_cap_counts_only_once_the_agents_bound_reaches_it(agent, refunds):
-    agent.max_open_cases = 3
+def test_the_open_case_cap_counts_only_when_the_share_taken_has_no_room(
+    agent, refunds, monkeypatch
+):
+    from escalation import cap
+    from escalation.models import CapShare
+
+    agent.max_open_cases = 2 * cap.CAP_SHARES  # room for 2 in each share
     agent.save()
-    # No bound yet (an agent from before it existed): the first create counts.
+    share = {"n": 0}
+    monkeypatch.setattr(cap, "pick_share", lambda: share["n"])
+
+    def bounds() -> list[int]:
+        return list(
+            CapShare.objects.filter(agent=agent).order_by("share").values_list("bound", flat=True)
+        )
+
+    # No shares yet (an agent from before they existed): the first create counts.
     assert _count_queries(make_case, agent=agent, queue=refunds) == 1
-    # Below the cap the bound suffices: no count, however many open cases the agent has.
+    assert bounds() == [1] + [0] * (cap.CAP_SHARES - 1)
+    # Room in the share: no count, however many open cases the agent has.
     assert _count_queries(make_case, agent=agent, queue=refunds) == 0
-    third = make_case(agent=agent, queue=refunds)
-    agent.refresh_from_db()
-    assert agent.open_cases_bound == 3
-    # A close leaves the bound at the cap; the next create counts and is let in.
-    transitions.cancel(actor=Actor.for_agent(agent), case_id=third.pk)
+    # Share 0 is full: count, and spread the 3 over the shares.
     assert _count_queries(make_case, agent=agent, queue=refunds) == 1
-    agent.refresh_from_db()
-    assert agent.open_cases_bound == 3
+    assert bounds() == [1, 1, 1] + [0] * (cap.CAP_SHARES - 3)
+    for n in range(cap.CAP_SHARES):
+        share["n"] = n
+        while CapShare.objects.get(agent=agent, share=n).bound < 2:
+            last = make_case(agent=agent, queue=refunds)
+    assert Escalation.objects.filter(agent=agent).count() == agent.max_open_cases
     err = assert_refused("open_case_cap", make_case, agent=agent, queue=refunds)
-    assert "already has 3 open cases" in err.message
+    assert f"already has {agent.max_open_cases} open cases" in err.message
+    # A close leaves the bounds as they are; the next create counts and is let in.
+    transitions.cancel(actor=Actor.for_agent(agent), case_id=last.pk)
+    assert _count_queries(make_case, agent=agent, queue=refunds) == 1
+    assert sum(bounds()) == agent.max_open_cases
 
 
 def test_create_refuses_an_unknown_priority(agent, refunds):

@@ -101,7 +101,7 @@ def test_200_concurrent_writers_never_fork_the_audit_chain(
 
     def create_three():
         with transaction.atomic():  # as the batch endpoint does
-            intake = transitions.Intake(actor=as_agent, agent=agent)
+            intake = transitions.Intake(actor=as_agent, agent=agent, expected=3)
             for n in range(3):
                 intake.add(queue=refunds, summary=f"batch {n}", confidence=0.5, context={})
             return intake.save()
