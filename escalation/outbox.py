@@ -10,6 +10,7 @@ to a message under load.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -31,8 +32,10 @@ ITEM_LEASE = timedelta(seconds=120)
 RETRY_DELAYS = (10, 30, 60, 300, 900)  # seconds; then every 15 minutes
 
 
+@functools.cache
 def _handlers() -> dict[str, Callable[[OutboxItem], None]]:
-    # Imported late: the handlers live in modules that themselves enqueue outbox work.
+    # Imported late: the handlers live in modules that themselves enqueue outbox work. Built
+    # once (every create asks it for its kind); each handler looks its function up when called.
     from escalation import notifications, transitions
 
     return {
