@@ -423,6 +423,33 @@ class WebServer:
             self.process.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def served_tests_database(log_dir: Path, application_name: str, **extra_env: str):
+    """The production web process (one worker) on the pytest-django test database, with a
+    pool of two connections named `application_name`; yields its port. Its routing tasks go to
+    a queue of its own, deleted afterwards: nothing consumes it."""
+    from django.conf import settings
+
+    task_queue = f"handoff-test-{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "HANDOFF_TASK_QUEUE": task_queue,
+        "DATABASE_URL": database_url_of_tests(application_name),
+        "DATABASE_POOL_MAX_SIZE": "2",
+        "DATABASE_POOL_MIN_SIZE": "1",
+        "DJANGO_SECRET_KEY": "test-only",
+        "REDIS_URL": settings.REDIS_URL,
+        "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
+        **extra_env,
+    }
+    web = WebServer(env=env, log_path=log_dir / "web.log")
+    try:
+        yield web.start().port
+    finally:
+        web.stop()
+        forget_queue(settings.CELERY_BROKER_URL, task_queue)
+
+
 # --- races -------------------------------------------------------------------------------------
 
 

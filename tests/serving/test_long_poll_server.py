@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import threading
 import time
-import uuid
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from escalation import transitions
 from escalation.models import AgentKey
 from tests.factories import make_case
-from tests.support import WebServer, database_url_of_tests, forget_queue
+from tests.support import served_tests_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,25 +29,8 @@ WAITERS = 20
 def server(tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
-    url = database_url_of_tests("handoff-longpoll-test")
-    # Its routing tasks go to a queue of this test's own, deleted afterwards: nothing consumes it.
-    task_queue = f"handoff-test-{uuid.uuid4().hex[:10]}"
-    env = {
-        **os.environ,
-        "HANDOFF_TASK_QUEUE": task_queue,
-        "DATABASE_URL": url,
-        "DATABASE_POOL_MAX_SIZE": "2",
-        "DATABASE_POOL_MIN_SIZE": "1",
-        "DJANGO_SECRET_KEY": "test-only",
-        "REDIS_URL": settings.REDIS_URL,
-        "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
-    }
-    web = WebServer(env=env, log_path=tmp_path / "web.log")
-    try:
-        yield web.start().port
-    finally:
-        web.stop()
-        forget_queue(settings.CELERY_BROKER_URL, task_queue)
+    with served_tests_database(tmp_path, "handoff-longpoll-test") as port:
+        yield port
 
 
 def server_connections() -> int:

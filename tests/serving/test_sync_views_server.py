@@ -12,19 +12,17 @@ import csv
 import http.client
 import io
 import json
-import os
 import threading
 import uuid
 
 import pytest
-from django.conf import settings
 from django.core import signals
 from django.db import connection
 
 from escalation.models import AgentKey
 from tests.api.helpers import resolve_case
 from tests.factories import make_case
-from tests.support import WebServer, at_once, database_url_of_tests, forget_queue
+from tests.support import at_once, served_tests_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,24 +33,8 @@ APPLICATION_NAME = "handoff-sync-views-test"
 def server(tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
-    task_queue = f"handoff-test-{uuid.uuid4().hex[:10]}"  # nothing consumes it; deleted after
-    env = {
-        **os.environ,
-        "HANDOFF_TASK_QUEUE": task_queue,
-        "DATABASE_URL": database_url_of_tests(APPLICATION_NAME),
-        "DATABASE_POOL_MAX_SIZE": "2",
-        "DATABASE_POOL_MIN_SIZE": "1",
-        "HANDOFF_WEB_THREADS": "2",
-        "DJANGO_SECRET_KEY": "test-only",
-        "REDIS_URL": settings.REDIS_URL,
-        "HANDOFF_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "handoff"),
-    }
-    web = WebServer(env=env, log_path=tmp_path / "web.log")
-    try:
-        yield web.start().port
-    finally:
-        web.stop()
-        forget_queue(settings.CELERY_BROKER_URL, task_queue)
+    with served_tests_database(tmp_path, APPLICATION_NAME, HANDOFF_WEB_THREADS="2") as port:
+        yield port
 
 
 def request(port: int, method: str, path: str, key: str, body: dict | None = None):
